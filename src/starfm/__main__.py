@@ -1,0 +1,52 @@
+"""Command line: ``python -m starfm <stage> [options]`` (or ``starfm <stage>``).
+
+Each stage is one module with one public function and a thin ``cli(argv)`` around
+it; Snakemake rules call these command lines, tests call the functions.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# stage name -> (module:function, one-line description), in pipeline order
+STAGES: dict[str, tuple[str, str]] = {
+    "mock-survey": ("starfm.mock_survey:cli", "generate the mock survey (allStar, DistMass, Gaia archive, dust map, truth)"),
+    "download-apogee": ("starfm.sas_download:cli", "real mode: download allStar / DistMass from the SDSS SAS (resumable)"),
+    "labels": ("starfm.apogee_labels:cli", "join allStar + DistMass, flag bad labels, drop duplicate spectra"),
+    "gaia-source": ("starfm.gaia_query:cli_source", "query gaia_source columns for every APOGEE source_id (batched, cached)"),
+    "gaia-xp": ("starfm.gaia_query:cli_xp", "fetch XP continuous spectra for every APOGEE source_id (batched, cached)"),
+    "zero-point": ("starfm.zero_point:cli", "parallax zero-point correction (Lindegren+2021 plus the paper's term)"),
+    "dust": ("starfm.dust_mc:cli", "Monte Carlo ln E(B-V) from Combined19 over parallax samples"),
+    "assemble": ("starfm.assemble:cli", "apply cuts, build the 120-token tensors and split, write dataset.h5"),
+    "train": ("starfm.train:cli", "train the transformer foundation model"),
+    "baseline": ("starfm.baseline:cli", "train the XGBoost baseline"),
+    "evaluate": ("starfm.evaluate:cli", "metrics of the model and the baseline on the test split"),
+    "figures": ("starfm.figures:cli", "the paper's figures"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, STAGES))
+    lines = ["usage: python -m starfm <stage> [options]   (python -m starfm <stage> --help)", "",
+             "stages:"]
+    lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in STAGES.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    stage, rest = argv[0], argv[1:]
+    if stage not in STAGES:
+        print(f"starfm: unknown stage '{stage}'\n\n{_usage()}", file=sys.stderr)
+        return 2
+    target, _ = STAGES[stage]
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

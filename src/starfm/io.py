@@ -1,0 +1,138 @@
+"""Column tables on disk, written atomically, and errors that name the file.
+
+Every stage hands its result to the next as an HDF5 file holding one dataset per
+column (all of the same length; 2-D columns such as ``bp_coefficients`` allowed)
+plus JSON-able attributes. Writes go to a temporary file beside the target and
+are renamed into place, so a killed stage never leaves a half-written output.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+import h5py
+import numpy as np
+
+
+class StarfmInputError(RuntimeError):
+    """Bad input: the message names the file (or config key) and the problem."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _encode_attr(value):
+    if isinstance(value, (str, int, float, bool, np.integer, np.floating, np.bool_)):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return value
+    return "json:" + json.dumps(value)
+
+
+def _decode_attr(value):
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value.startswith("json:"):
+        return json.loads(value[5:])
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_table(path: str | os.PathLike, columns: Mapping[str, np.ndarray],
+                attrs: Mapping | None = None, groups: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+                compression: str | None = None) -> None:
+    """Write ``columns`` (name -> array, equal first dimension) to an HDF5 file atomically.
+
+    ``groups`` adds named sub-tables (e.g. ``{"truth": {...}}``); ``attrs`` are stored on the
+    root (strings, numbers, numeric arrays; anything else as JSON).
+    """
+    lengths = {name: len(np.asarray(col)) for name, col in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"columns of unequal length for {path}: {lengths}")
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            _write_group(f, columns, compression)
+            for gname, gcols in (groups or {}).items():
+                _write_group(f.create_group(gname), gcols, compression)
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = _encode_attr(value)
+
+
+def _write_group(group, columns, compression):
+    for name, col in columns.items():
+        arr = np.asarray(col)
+        if arr.dtype.kind == "U":
+            arr = np.char.encode(arr, "utf-8")
+        if arr.dtype == object:
+            arr = np.asarray([str(v).encode() for v in arr])
+        group.create_dataset(name, data=arr, compression=compression)
+
+
+def read_table(path: str | os.PathLike, columns: Iterable[str] | None = None,
+               group: str | None = None) -> dict[str, np.ndarray]:
+    """Read columns (all, or those named) of an HDF5 column table; clear errors if absent."""
+    path = Path(path)
+    if not path.exists():
+        raise StarfmInputError(f"{path}: file not found")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise StarfmInputError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    with f:
+        g = f if group is None else f.get(group)
+        if g is None:
+            raise StarfmInputError(f"{path}: has no group '{group}'")
+        names = [k for k in g.keys() if isinstance(g[k], h5py.Dataset)]
+        wanted = names if columns is None else list(columns)
+        missing = [c for c in wanted if c not in names]
+        if missing:
+            raise StarfmInputError(f"{path}: missing column(s) {missing}; it has {sorted(names)}")
+        out = {}
+        for c in wanted:
+            arr = g[c][()]
+            if arr.dtype.kind == "S":
+                arr = np.char.decode(arr, "utf-8")
+            out[c] = arr
+        return out
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    """Root attributes of an HDF5 file written by :func:`write_table`."""
+    with h5py.File(path, "r") as f:
+        return {k: _decode_attr(v) for k, v in f.attrs.items()}
+
+
+def require_columns(available: Iterable[str], required: Iterable[str], source: str) -> None:
+    """Raise :class:`StarfmInputError` listing what is missing and what the file has."""
+    available = list(available)
+    missing = [c for c in required if c not in available]
+    if missing:
+        raise StarfmInputError(
+            f"{source}: missing column(s) {missing}; the file has {sorted(available)}")
+
+
+def require_rows(n_rows: int, source: str) -> None:
+    if n_rows == 0:
+        raise StarfmInputError(f"{source}: the table is empty")

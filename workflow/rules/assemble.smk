@@ -1,0 +1,27 @@
+# Assembly: the only rule that reads the cuts. Changing a cut reruns this and what follows.
+
+
+rule assemble:
+    input:
+        unpack(truth_inputs),
+        labels=R("catalogue/labels.h5"),
+        gaia_source=R("gaia/gaia_source.h5"),
+        xp=R("gaia/xp_continuous.h5"),
+        parallax=R("gaia/parallax.h5"),
+        extinction=R("dust/extinction.h5"),
+    output:
+        R("dataset.h5"),
+    params:
+        cuts=as_json(config["cuts"]),
+        test_fraction=config["split"]["test_fraction"],
+        seed=config["split"]["seed"],
+        truth=truth_arg,
+    log:
+        R("logs/assemble.log"),
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "{STARFM} assemble --labels {input.labels} --gaia-source {input.gaia_source}"
+        " --xp {input.xp} --parallax {input.parallax} --extinction {input.extinction}"
+        " {params.truth} --cuts {params.cuts} --test-fraction {params.test_fraction}"
+        " --split-seed {params.seed} --out {output} --log {log}"

@@ -1,0 +1,19 @@
+# Metrics of both models on the held-out test split (and against truth where known).
+
+
+rule evaluate:
+    input:
+        dataset=R("dataset.h5"),
+        model=R("model/model.pt"),
+        baseline=R("baseline/xgboost.json"),
+    output:
+        metrics=report(R("metrics.json"), category="Evaluation"),
+        predictions=R("evaluation/predictions.h5"),
+    log:
+        R("logs/evaluate.log"),
+    conda:
+        "../envs/ml.yaml"
+    shell:
+        "{STARFM} evaluate --dataset {input.dataset} --model {input.model}"
+        " --baseline {input.baseline} --out {output.metrics}"
+        " --predictions {output.predictions} --log {log}"

@@ -1,0 +1,22 @@
+# The paper's figures (Zhang et al. 2026 numbering), each with a caption in the report.
+
+FIGURE_NAMES = ["fig01_training_set", "fig02_mass_age_mh", "fig04_spectra_to_labels"]
+FIGURES = [R(f"figures/{name}.png") for name in FIGURE_NAMES]
+
+
+rule figures:
+    input:
+        dataset=R("dataset.h5"),
+        model=R("model/model.pt"),
+        predictions=R("evaluation/predictions.h5"),
+    output:
+        [report(f, category="Figures", caption=f"../report/{os.path.basename(f)[:-4]}.rst") for f in FIGURES],
+    params:
+        out_dir=R("figures"),
+    log:
+        R("logs/figures.log"),
+    conda:
+        "../envs/plots.yaml"
+    shell:
+        "{STARFM} figures --dataset {input.dataset} --model {input.model}"
+        " --predictions {input.predictions} --out-dir {params.out_dir} --log {log}"

@@ -1,0 +1,44 @@
+# Data sources. Mock mode: one seeded stage writes every file in the real formats.
+# Real mode: allStar and DistMass are downloaded from the SAS (unless given as local
+# paths); the Gaia archive and the Combined19 map are reached by the stages that use them.
+
+
+rule mock_survey:
+    output:
+        allstar=R(f"mock/apogee/{ALLSTAR_NAME}"),
+        distmass=R(f"mock/apogee/{DISTMASS_NAME}"),
+        archive=R("mock/gaia_archive/manifest.json"),
+        dust_map=R("mock/dust/combined19/combine19.h5"),
+        truth=R("mock/truth.h5"),
+    params:
+        n_stars=config["mock"]["n_stars"],
+        seed=config["mock"]["seed"],
+        xp_format=config["mock"]["xp_format"],
+        out_dir=R("mock"),
+    log:
+        R("logs/mock_survey.log"),
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "{STARFM} mock-survey --n-stars {params.n_stars} --seed {params.seed}"
+        " --xp-format {params.xp_format} --out-dir {params.out_dir} --log {log}"
+
+
+rule download_apogee:
+    output:
+        R("download/{name}"),
+    wildcard_constraints:
+        name=f"{ALLSTAR_NAME}|{DISTMASS_NAME}",
+    params:
+        url=lambda w: config["apogee"]["allstar_url"] if w.name == ALLSTAR_NAME else config["apogee"]["distmass_url"],
+    log:
+        R("logs/download_{name}.log"),
+    conda:
+        "../envs/data.yaml"
+    resources:
+        runtime=240,
+    shell:
+        "{STARFM} download-apogee --url {params.url} --out {output} --log {log}"

@@ -1,0 +1,30 @@
+# Train the transformer foundation model (CUDA + mixed precision when present).
+
+
+rule train:
+    input:
+        R("dataset.h5"),
+    output:
+        model=R("model/model.pt"),
+        loss=report(R("model/training_log.csv"), category="Training"),
+    params:
+        size=config["model"]["size"],
+        epochs=config["train"]["epochs"],
+        batch=config["train"]["batch_size"],
+        lr=config["train"]["lr"],
+        seed=config["train"]["seed"],
+        device=config["train"]["device"],
+        checkpoint=R("model/checkpoint.pt"),
+    log:
+        R("logs/train.log"),
+    conda:
+        "../envs/ml.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=2880,
+        gpu=1 if config["train"]["device"] == "cuda" else 0,
+    shell:
+        "{STARFM} train --dataset {input} --size {params.size} --epochs {params.epochs}"
+        " --batch-size {params.batch} --lr {params.lr} --seed {params.seed} --device {params.device}"
+        " --checkpoint {params.checkpoint} --loss-log {output.loss} --out {output.model} --log {log}"
