@@ -23,7 +23,6 @@ rule train:
     resources:
         mem_mb=8000,
         runtime=2880,
-        gpu=1 if config["train"]["device"] == "cuda" else 0,
     shell:
         "{STARFM} train --dataset {input} --size {params.size} --epochs {params.epochs}"
         " --batch-size {params.batch} --lr {params.lr} --seed {params.seed} --device {params.device}"

@@ -1,0 +1,169 @@
+"""The workflow's shape: thin rules, one conda env per kind of rule that lists what the rule's
+stage imports (pinned), a config schema that rejects bad values with the key named, and a
+``--help`` for every stage."""
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from starfm.__main__ import STAGES
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
+
+# import name -> distribution name as written in the env files
+DIST_NAME = {
+    "yaml": "pyyaml", "zero_point": "gaiadr3-zeropoint", "xgboost": "xgboost-cpu",
+    "dust_extinction": "dust_extinction", "sklearn": "scikit-learn",
+}
+STDLIB = set(sys.stdlib_module_names)
+
+
+def _rules():
+    """(rule name, text) of every rule in the rule files."""
+    out = []
+    for path in RULES:
+        text = path.read_text()
+        for m in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", text, flags=re.M):
+            out.append((m.group(1), m.group(2), path))
+    return out
+
+
+def _stage_modules(module: str, seen=None) -> set[str]:
+    """starfm modules imported (transitively) by ``module``."""
+    seen = set() if seen is None else seen
+    if module in seen:
+        return seen
+    seen.add(module)
+    path = ROOT / "src" / (module.replace(".", "/") + ".py")
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            if name.startswith("starfm."):
+                _stage_modules(name, seen)
+    return seen
+
+
+def _third_party_imports(modules: set[str]) -> set[str]:
+    found = set()
+    for module in modules:
+        path = ROOT / "src" / (module.replace(".", "/") + ".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return {n for n in found if n not in STDLIB and n not in ("starfm", "__future__")}
+
+
+def _env_packages(env_file: Path) -> dict[str, str]:
+    """package -> pinned version from a conda env file (conda and pip sections)."""
+    env = yaml.safe_load(env_file.read_text())
+    pins = {}
+    for dep in env["dependencies"]:
+        items = dep["pip"] if isinstance(dep, dict) else [dep]
+        for item in items:
+            m = re.match(r"^([A-Za-z0-9_.\-]+)\s*(==|=)\s*([0-9][^\s]*)$", item)
+            assert m, f"{env_file.name}: '{item}' is not pinned to one version"
+            pins[m.group(1).lower()] = m.group(3)
+    return pins
+
+
+def test_every_rule_is_thin_and_calls_one_stage():
+    rules = _rules()
+    assert len(rules) >= 10
+    for name, body, path in rules:
+        shell = re.search(r"shell:\s*\n((?:\s+\".*\"\n?)+)", body)
+        assert shell, f"{path.name}: rule {name} has no shell command"
+        stages = re.findall(r"\{STARFM\} ([\w-]+)", shell.group(1))
+        assert len(stages) == 1, f"rule {name} must call exactly one stage, got {stages}"
+        assert stages[0] in STAGES, f"rule {name} calls unknown stage {stages[0]}"
+        assert "log:" in body, f"rule {name} has no log"
+        assert "conda:" in body, f"rule {name} has no conda env"
+
+
+@pytest.mark.parametrize("rule", [r for r in _rules()], ids=lambda r: r[0])
+def test_conda_env_lists_what_the_stage_imports(rule):
+    name, body, path = rule
+    env_rel = re.search(r"conda:\s*\n\s*\"(.+?)\"", body).group(1)
+    env_file = (path.parent / env_rel).resolve()
+    assert env_file.exists(), f"rule {name}: env {env_file} missing"
+    pins = _env_packages(env_file)
+    stage = re.search(r"\{STARFM\} ([\w-]+)", body).group(1)
+    module = STAGES[stage][0].split(":")[0]
+    needed = _third_party_imports(_stage_modules(module))
+    missing = sorted(DIST_NAME.get(n, n).lower() for n in needed
+                     if DIST_NAME.get(n, n).lower() not in pins)
+    assert not missing, f"rule {name} ({module}) imports {missing} not pinned in {env_file.name}"
+
+
+def test_env_pins_agree_with_each_other():
+    versions: dict[str, set[str]] = {}
+    for env_file in (ROOT / "workflow" / "envs").glob("*.yaml"):
+        for pkg, ver in _env_packages(env_file).items():
+            versions.setdefault(pkg, set()).add(ver)
+    clash = {p: v for p, v in versions.items() if len(v) > 1}
+    assert not clash, f"one package pinned to several versions across envs: {clash}"
+
+
+def test_torch_pin_matches_pyproject():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"torch==2.13.0"' in pyproject
+    for env_file in (ROOT / "workflow" / "envs").glob("*.yaml"):
+        pins = _env_packages(env_file)
+        if "torch" in pins:
+            assert pins["torch"] == "2.13.0", env_file.name
+
+
+def _validate(config):
+    from snakemake.utils import validate
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def test_default_config_is_valid_and_schema_fills_defaults():
+    config = _validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    assert config["cuts"]["mass"] == [0.5, 4.0]
+    empty = _validate({})
+    assert empty["mode"] == "mock" and empty["dust"]["n_samples"] == 1000
+
+
+@pytest.mark.parametrize("patch, key", [
+    ({"mock": {"n_stars": "many"}}, "n_stars"),
+    ({"mock": {"n_stars": 3}}, "n_stars"),
+    ({"mode": "fake"}, "mode"),
+    ({"cuts": {"mass": [0.5]}}, "mass"),
+    ({"gaia": {"batch_size": 6000}}, "batch_size"),
+    ({"cutz": {}}, "cutz"),
+])
+def test_bad_config_names_the_key(patch, key):
+    from snakemake.exceptions import WorkflowError
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for section, value in patch.items():
+        if isinstance(value, dict) and isinstance(config.get(section), dict):
+            config[section].update(value)
+        else:
+            config[section] = value
+    with pytest.raises(WorkflowError) as err:
+        _validate(config)
+    assert key in str(err.value)
+
+
+def test_every_stage_has_a_helpful_help():
+    for stage in STAGES:
+        out = subprocess.run([sys.executable, "-m", "starfm", stage, "--help"],
+                             capture_output=True, text=True, cwd=ROOT)
+        assert out.returncode == 0, f"{stage} --help failed: {out.stderr[-500:]}"
+        assert "usage:" in out.stdout and "--log" in out.stdout, stage
+    top = subprocess.run([sys.executable, "-m", "starfm", "--help"], capture_output=True, text=True)
+    assert all(stage in top.stdout for stage in STAGES)
