@@ -1,0 +1,482 @@
+"""Assembly: apply the cuts, build the 120-token table and the train/test split, write dataset.h5.
+
+This is the only stage that reads the cuts (SPEC §1.6), so changing a cut reruns only this and
+what follows. Inputs are the label table (the key: one row per Gaia ``source_id``) and four Gaia /
+dust tables joined to it on ``source_id`` (``docs/data_products.md``); a star absent from one of
+them simply has that table's tokens absent (NaN).
+
+Sample (rows of ``dataset.h5``): stars with finite mass and age and ``mass``, ``age_gyr`` inside
+their open cut ranges, and ``m_h`` inside its open range *where [M/H] is finite*. A NaN [M/H] (the
+label stage blanks flagged ASPCAP labels) keeps the star with its [M/H] token absent: the paper's
+sample is defined by valid mass and age (Zhang+2026 §2.1, "treating flagged parameters as missing
+data (NaN) rather than discarding the stars entirely"; 26 % of its training stars lack APOGEE
+parameters), so the [M/H] cut only removes stars whose measured [M/H] lies outside the range.
+
+Tokens (order ``starfm.tokens.VOCABULARY``; values and errors float32, physical units; an absent
+value is NaN and its error 0; a missing error of a present value is 0):
+
+* ``bp0..54``, ``rp0..54``: XP coefficients / F_G with 2.5 log10 F_G = 25.6873668671 - G
+  (Leung & Bovy 2024 eq. 8), errors likewise. Coefficient ``i`` is relevant iff
+  ``i < n_relevant_bases``, except 52-54, which copy the relevancy of 51 (Gaia never marks the last
+  ones relevant). Valid only where ``g_mag[0] < G < g_mag[1]``, ``bp_rp[0] < BP-RP < bp_rp[1]`` and
+  ``phot_bp_rp_excess_factor < excess_factor_max``; elsewhere (or without a spectrum) all NaN.
+* ``bp_rp``: Gaia ``bp_rp``, under the *same* photometric XP cuts (G, BP-RP range, excess factor),
+  because those cuts flag erroneous BP/RP fluxes and BP-RP is made from those fluxes; it does not
+  need an XP spectrum. Its error is 0 (gaia_source as fetched carries no BP/RP flux errors).
+* ``j_h``, ``j_k``: 2MASS colours from the labels, errors in quadrature (a missing component
+  error counts as 0).
+* ``teff``, ``logg``, ``m_h`` (+ errors) from the labels.
+* ``ln_ebv`` = ``ln_ebv_median`` (error ``ln_ebv_mad_std``) from the dust stage.
+* ``pseudo_luminosity`` L = parallax_corrected[mas] * 10**(G/5), error parallax_error * 10**(G/5)
+  (= |sigma_parallax/parallax| * |L|, also defined at zero parallax); valid only where
+  ``ruwe < ruwe_max`` and ``parallax_error < parallax_error_max`` [mas].
+* ``mass`` [Msun] (+ error); ``ln_age`` = ln(age / Gyr), error age_err / age.
+
+Split: ``is_test`` = u(seed, source_id) < test_fraction with u a SplitMix64 hash of the pair
+mapped to [0, 1). Standardisation attributes (nanmedian, astropy ``mad_std``) use train rows only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+from astropy.stats import mad_std
+from tqdm import tqdm
+
+from starfm.cli_common import run_cli, setup_logging, stage_parser
+from starfm.io import StarfmInputError, read_table, require_rows, write_table
+from starfm.tokens import N_XP, TOKEN_INDEX, VOCABULARY
+
+log = logging.getLogger("starfm.assemble")
+
+G_ZERO_POINT_VEGA = 25.6873668671  # Gaia DR3 G zero-point [mag] (Riello+2021), L&B24 eq. 8
+# coefficient indices 52-54 copy the relevancy of 51 in each band (L&B24 §4.2; Zhang+26 §2.3)
+LAST_FLAGGED_INDEX = 51
+
+RANGE_CUTS = ("mass", "age_gyr", "m_h", "g_mag", "bp_rp")
+MAX_CUTS = ("excess_factor_max", "ruwe_max", "parallax_error_max")
+
+LABEL_COLUMNS = ["source_id", "apogee_id", "glon", "glat", "j", "j_err", "h", "h_err", "k", "k_err",
+                 "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err", "mass", "mass_err",
+                 "age_gyr", "age_gyr_err"]
+GAIA_COLUMNS = ["source_id", "parallax", "parallax_error", "phot_g_mean_mag", "bp_rp",
+                "phot_bp_rp_excess_factor", "ruwe"]
+PARALLAX_COLUMNS = ["source_id", "zero_point", "parallax_corrected"]
+EXTINCTION_COLUMNS = ["source_id", "ln_ebv_median", "ln_ebv_mad_std"]
+XP_ID_COLUMNS = ["source_id", "bp_n_relevant_bases", "rp_n_relevant_bases"]
+XP_ARRAY_COLUMNS = ["bp_coefficients", "bp_coefficient_errors", "rp_coefficients",
+                    "rp_coefficient_errors"]
+# value columns that must not be entirely NaN (a broken upstream stage); error columns may be
+NOT_ALL_NAN = {
+    "labels": ["mass", "age_gyr"],
+    "gaia_source": ["parallax", "parallax_error", "phot_g_mean_mag", "bp_rp",
+                    "phot_bp_rp_excess_factor", "ruwe"],
+    "parallax": ["parallax_corrected"],
+    "extinction": ["ln_ebv_median"],
+}
+XP_CHUNK_ROWS = 65536  # XP rows read per HDF5 slice: bounds memory (~30 MB per 2-D column)
+
+
+# ---- cuts and arguments --------------------------------------------------------------------
+def _parse_cuts(cuts) -> dict:
+    """Validate the cuts (a dict or its JSON): exactly config.yaml's keys, min < max, max > 0."""
+    if isinstance(cuts, (str, bytes)):
+        try:
+            cuts = json.loads(cuts)
+        except json.JSONDecodeError as exc:
+            raise StarfmInputError(f"--cuts: not valid JSON ({exc})") from exc
+    if not isinstance(cuts, dict):
+        raise StarfmInputError(f"--cuts: expected a JSON object, got {type(cuts).__name__}")
+    expected = set(RANGE_CUTS) | set(MAX_CUTS)
+    missing, unknown = sorted(expected - set(cuts)), sorted(set(cuts) - expected)
+    if missing or unknown:
+        raise StarfmInputError(f"--cuts: missing key(s) {missing}, unknown key(s) {unknown}; "
+                               f"expected exactly {sorted(expected)} (config.yaml 'cuts:')")
+    out = {}
+    for key in RANGE_CUTS:
+        value = cuts[key]
+        try:
+            lo, hi = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise StarfmInputError(f"--cuts: '{key}' must be [min, max], got {value!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise StarfmInputError(f"--cuts: '{key}' needs finite min < max, got [{lo}, {hi}]")
+        out[key] = [lo, hi]
+    for key in MAX_CUTS:
+        try:
+            value = float(cuts[key])
+        except (TypeError, ValueError):
+            raise StarfmInputError(f"--cuts: '{key}' must be a number, got {cuts[key]!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise StarfmInputError(f"--cuts: '{key}' must be finite and > 0, got {value}")
+        out[key] = value
+    return out
+
+
+def _inside(x: np.ndarray, bounds) -> np.ndarray:
+    """Open interval test; NaN is outside."""
+    return (x > bounds[0]) & (x < bounds[1])
+
+
+# ---- reading and joining -------------------------------------------------------------------
+def _read_checked(path, columns, name) -> dict[str, np.ndarray]:
+    table = read_table(path, columns)
+    n = len(table[columns[0]])
+    require_rows(n, f"{path} ({name})")
+    for col in NOT_ALL_NAN.get(name, []):
+        if not np.isfinite(np.asarray(table[col], dtype=float)).any():
+            raise StarfmInputError(f"{path}: column '{col}' is entirely NaN ({n} rows)")
+    table["source_id"] = np.asarray(table["source_id"]).astype(np.int64)
+    return table
+
+
+def _match(table_ids: np.ndarray, query_ids: np.ndarray, source: str = "") -> np.ndarray:
+    """Row of ``table_ids`` holding each query id (its first occurrence), -1 where absent."""
+    order = np.argsort(table_ids, kind="stable")  # stable: among repeats the first row sorts first
+    sorted_ids = table_ids[order]
+    if source and len(sorted_ids) > 1 and (sorted_ids[1:] == sorted_ids[:-1]).any():
+        n_dup = int((sorted_ids[1:] == sorted_ids[:-1]).sum())
+        log.warning("%s: %d repeated source_id rows; using the first row of each", source, n_dup)
+    pos = np.searchsorted(sorted_ids, query_ids, side="left")
+    pos = np.minimum(pos, len(sorted_ids) - 1)
+    found = sorted_ids[pos] == query_ids
+    return np.where(found, order[pos], -1)
+
+
+def _take(column: np.ndarray, rows: np.ndarray, fill=np.nan) -> np.ndarray:
+    """``column[rows]`` with ``fill`` where ``rows`` is -1 (floats as float64)."""
+    column = np.asarray(column)
+    dtype = np.float64 if column.dtype.kind == "f" or isinstance(fill, float) else column.dtype
+    out = np.full((len(rows),) + column.shape[1:], fill, dtype=dtype)
+    ok = rows >= 0
+    out[ok] = column[rows[ok]]
+    return out
+
+
+# ---- the split -----------------------------------------------------------------------------
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser (Steele+2014) on a uint64 array; wraps modulo 2**64 by design."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _split_uniform(source_id: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform [0, 1) number per (seed, source_id): the same star gets the same number whatever
+    other rows are present, so a rerun after a cut change keeps every test star in test (and
+    every train star in train) -- a permutation of the current rows would reshuffle them all and
+    leak former test stars into training."""
+    ids = np.asarray(source_id, dtype=np.int64).astype(np.uint64)
+    seed_hash = _splitmix64(np.full(1, seed, dtype=np.uint64))
+    h = _splitmix64(ids ^ seed_hash)
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+# ---- tokens --------------------------------------------------------------------------------
+def _g_flux(g_mag: np.ndarray) -> np.ndarray:
+    """F_G with 2.5 log10 F_G = 25.6873668671 - G (e-/s, the XP coefficients' unit)."""
+    return 10.0 ** ((G_ZERO_POINT_VEGA - g_mag) / 2.5)
+
+
+def _relevant(n_relevant_bases: np.ndarray) -> np.ndarray:
+    """(n, 55) bool: coefficient i relevant iff i < n_relevant_bases; 52-54 copy 51's flag."""
+    n_rel = np.asarray(n_relevant_bases, dtype=np.int64)
+    n_eff = np.where(n_rel > LAST_FLAGGED_INDEX, N_XP, n_rel)
+    return np.arange(N_XP)[None, :] < n_eff[:, None]
+
+
+def _fill_xp(values, errors, xp_path, n_rel, xp_rows, stars, g_flux):
+    """Write the 110 XP tokens of ``stars`` (XP rows ``xp_rows``) into values/errors.
+
+    ``n_rel``: band -> n_relevant_bases of every XP row. Reads the 2-D coefficient columns in
+    contiguous row slices (bounded memory at 650k stars).
+    """
+    order = np.argsort(xp_rows, kind="stable")
+    xp_rows, stars, g_flux = xp_rows[order], stars[order], g_flux[order]
+    n_xp = len(n_rel["bp"])
+    with h5py.File(xp_path, "r") as f:
+        starts = range(0, n_xp, XP_CHUNK_ROWS)
+        for start in tqdm(starts, desc="XP tokens", unit="chunk", file=sys.stderr,
+                          disable=len(starts) < 4):
+            stop = min(start + XP_CHUNK_ROWS, n_xp)
+            lo, hi = np.searchsorted(xp_rows, [start, stop], side="left")
+            if lo == hi:
+                continue
+            rows, who, flux = xp_rows[lo:hi], stars[lo:hi], g_flux[lo:hi, None]
+            for offset, band in ((0, "bp"), (N_XP, "rp")):
+                coeff = f[f"{band}_coefficients"][start:stop][rows - start].astype(np.float64)
+                err = f[f"{band}_coefficient_errors"][start:stop][rows - start].astype(np.float64)
+                relevant = _relevant(n_rel[band][rows])
+                values[who, offset:offset + N_XP] = np.where(relevant, coeff / flux, np.nan)
+                errors[who, offset:offset + N_XP] = np.where(relevant, np.abs(err) / flux, np.nan)
+
+
+def _check_xp_file(path, n_rows):
+    with h5py.File(path, "r") as f:
+        names = [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
+        missing = [c for c in XP_ARRAY_COLUMNS if c not in names]
+        if missing:
+            raise StarfmInputError(f"{path}: missing column(s) {missing}; it has {sorted(names)}")
+        for c in XP_ARRAY_COLUMNS:
+            if f[c].shape != (n_rows, N_XP):
+                raise StarfmInputError(f"{path}: column '{c}' has shape {f[c].shape}, "
+                                       f"expected ({n_rows}, {N_XP})")
+
+
+def _standardisation(values: np.ndarray, train: np.ndarray):
+    """Per-token nanmedian and mad_std over the train rows (0 and 1 where a token has no spread)."""
+    median = np.zeros(len(VOCABULARY))
+    scale = np.ones(len(VOCABULARY))
+    rows = np.flatnonzero(train)
+    for k, name in enumerate(VOCABULARY):  # a loop over 120 tokens, each vectorised over stars
+        col = values[rows, k].astype(np.float64)
+        col = col[np.isfinite(col)]
+        if len(col) == 0:
+            log.warning("token %s has no value in the train split: median 0, mad_std 1", name)
+            continue
+        median[k] = np.median(col)
+        s = float(mad_std(col, ignore_nan=True))
+        if np.isfinite(s) and s > 0:
+            scale[k] = s
+        else:
+            log.warning("token %s has mad_std %s on train: mad_std set to 1", name, s)
+    return median, scale
+
+
+# ---- the stage -----------------------------------------------------------------------------
+def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction: float,
+             split_seed: int, out, truth=None) -> dict:
+    """Build ``out`` (dataset.h5) from the five input tables (+ optional truth); return counts.
+
+    ``cuts`` is a dict (or JSON) with exactly config.yaml's ``cuts:`` keys. Raises
+    :class:`StarfmInputError` on bad input; ``out`` is written atomically and only at the end.
+    """
+    cuts = _parse_cuts(cuts)
+    test_fraction = float(test_fraction)
+    if not 0.0 < test_fraction < 1.0:
+        raise StarfmInputError(f"--test-fraction must be in (0, 1), got {test_fraction}")
+    if int(split_seed) != split_seed or split_seed < 0:
+        raise StarfmInputError(f"--split-seed must be a non-negative integer, got {split_seed}")
+    split_seed = int(split_seed)
+
+    # -- the sample: label cuts --
+    lab = _read_checked(labels, LABEL_COLUMNS, "labels")
+    sid = lab["source_id"]
+    if (sid == 0).any():
+        raise StarfmInputError(f"{labels}: {int((sid == 0).sum())} rows with source_id 0 "
+                               "(the label table must hold one row per nonzero source_id)")
+    if len(np.unique(sid)) != len(sid):
+        raise StarfmInputError(f"{labels}: source_id is not unique "
+                               f"({len(sid) - len(np.unique(sid))} repeats); no star may be in "
+                               "both train and test")
+    age = np.asarray(lab["age_gyr"], dtype=float)
+    if np.nanmedian(age) > 1000:  # DistMass ages in years would give a median of ~5e9
+        raise StarfmInputError(f"{labels}: column 'age_gyr' has median {np.nanmedian(age):.3g}: "
+                               "looks like years, expected Gyr (check distmass_age_unit)")
+    mass, m_h = np.asarray(lab["mass"], dtype=float), np.asarray(lab["m_h"], dtype=float)
+    steps = [("finite mass and age", np.isfinite(mass) & np.isfinite(age)),
+             (f"mass in ({cuts['mass'][0]}, {cuts['mass'][1]}) Msun", _inside(mass, cuts["mass"])),
+             (f"age in ({cuts['age_gyr'][0]}, {cuts['age_gyr'][1]}) Gyr",
+              _inside(age, cuts["age_gyr"])),
+             (f"[M/H] in ({cuts['m_h'][0]}, {cuts['m_h'][1]}) where finite",
+              ~np.isfinite(m_h) | _inside(m_h, cuts["m_h"]))]
+    keep = np.ones(len(sid), dtype=bool)
+    cut_counts = [{"cut": "label table", "removed": 0, "remaining": len(sid)}]
+    log.info("%-45s %9d stars", "label table", len(sid))
+    for name, ok in steps:
+        removed = int((keep & ~ok).sum())
+        keep &= ok
+        remaining = int(keep.sum())
+        cut_counts.append({"cut": name, "removed": removed, "remaining": remaining})
+        log.info("%-45s %9d removed, %9d left", name, removed, remaining)
+        if remaining == 0:
+            raise StarfmInputError(f"{labels}: the cut '{name}' removed every remaining star "
+                                   f"({removed}); the sample is empty")
+    lab = {k: np.asarray(v)[keep] for k, v in lab.items()}
+    sid = lab["source_id"]
+    n = len(sid)
+
+    # -- join the Gaia and dust tables --
+    gaia = _read_checked(gaia_source, GAIA_COLUMNS, "gaia_source")
+    plx = _read_checked(parallax, PARALLAX_COLUMNS, "parallax")
+    ext = _read_checked(extinction, EXTINCTION_COLUMNS, "extinction")
+    xpt = _read_checked(xp, XP_ID_COLUMNS, "xp")
+    _check_xp_file(xp, len(xpt["source_id"]))
+    g_rows = _match(gaia["source_id"], sid, str(gaia_source))
+    p_rows = _match(plx["source_id"], sid, str(parallax))
+    e_rows = _match(ext["source_id"], sid, str(extinction))
+    x_rows = _match(xpt["source_id"], sid, str(xp))
+    g = {c: _take(gaia[c], g_rows) for c in GAIA_COLUMNS[1:]}
+    p = {c: _take(plx[c], p_rows) for c in PARALLAX_COLUMNS[1:]}
+    e = {c: _take(ext[c], e_rows) for c in EXTINCTION_COLUMNS[1:]}
+    n_rel = {b: _take(xpt[f"{b}_n_relevant_bases"], x_rows, fill=0).astype(np.int16)
+             for b in ("bp", "rp")}
+    G = g["phot_g_mean_mag"]
+
+    # -- validity masks, counted step by step (first failing reason) --
+    has_xp = x_rows >= 0
+    xp_checks = [("G", _inside(G, cuts["g_mag"])), ("BP-RP", _inside(g["bp_rp"], cuts["bp_rp"])),
+                 ("excess factor", g["phot_bp_rp_excess_factor"] < cuts["excess_factor_max"])]
+    phot_ok = np.ones(n, dtype=bool)
+    xp_counts = {"no XP spectrum": int((~has_xp).sum())}
+    for name, ok in xp_checks:
+        xp_counts[f"{name} (XP + BP-RP blanked)"] = int((phot_ok & ~ok).sum())
+        xp_counts[f"{name} (spectra blanked)"] = int((phot_ok & has_xp & ~ok).sum())
+        phot_ok &= ok
+    xp_ok = phot_ok & has_xp
+    xp_counts["valid XP spectrum"] = int(xp_ok.sum())
+    plx_checks = [("ruwe", g["ruwe"] < cuts["ruwe_max"]),
+                  ("parallax_error", g["parallax_error"] < cuts["parallax_error_max"])]
+    plx_ok = np.ones(n, dtype=bool)
+    plx_counts = {}
+    for name, ok in plx_checks:
+        plx_counts[name] = int((plx_ok & ~ok).sum())
+        plx_ok &= ok
+    plx_counts["no corrected parallax or G"] = int((plx_ok & ~(np.isfinite(p["parallax_corrected"])
+                                                               & np.isfinite(G))).sum())
+    for name, count in {**{f"XP cut: {k}": v for k, v in xp_counts.items()},
+                        **{f"parallax cut: {k}": v for k, v in plx_counts.items()}}.items():
+        log.info("%-45s %9d stars", name, count)
+
+    # -- the token table --
+    values = np.full((n, len(VOCABULARY)), np.nan, dtype=np.float32)
+    errors = np.full((n, len(VOCABULARY)), np.nan, dtype=np.float32)
+    stars = np.flatnonzero(xp_ok)
+    _fill_xp(values, errors, xp, {b: xpt[f"{b}_n_relevant_bases"] for b in ("bp", "rp")},
+             x_rows[stars], stars, _g_flux(G[stars]))
+
+    def put(name, value, error):
+        k = TOKEN_INDEX[name]
+        values[:, k] = value
+        errors[:, k] = error
+
+    f = {c: np.asarray(lab[c], dtype=np.float64) for c in LABEL_COLUMNS[2:]}
+    put("bp_rp", np.where(phot_ok, g["bp_rp"], np.nan), 0.0)
+    put("j_h", f["j"] - f["h"], np.sqrt(np.nansum([f["j_err"] ** 2, f["h_err"] ** 2], axis=0)))
+    put("j_k", f["j"] - f["k"], np.sqrt(np.nansum([f["j_err"] ** 2, f["k_err"] ** 2], axis=0)))
+    for name in ("teff", "logg", "m_h", "mass"):
+        put(name, f[name], f[f"{name}_err"])
+    with np.errstate(invalid="ignore", divide="ignore"):  # only if a cut admits age <= 0
+        put("ln_age", np.log(f["age_gyr"]), f["age_gyr_err"] / f["age_gyr"])
+    put("ln_ebv", e["ln_ebv_median"], e["ln_ebv_mad_std"])
+    g_scale = 10.0 ** (G / 5.0)
+    put("pseudo_luminosity", np.where(plx_ok, p["parallax_corrected"] * g_scale, np.nan),
+        np.abs(g["parallax_error"]) * g_scale)
+    # missing value -> NaN (absent) with error 0; missing error of a present value -> 0
+    errors[~(np.isfinite(values) & np.isfinite(errors))] = 0.0
+    values[~np.isfinite(values)] = np.nan
+    errors = np.abs(errors)
+
+    # -- split and standardisation --
+    is_test = _split_uniform(sid, split_seed) < test_fraction
+    n_test = int(is_test.sum())
+    if n_test == n:
+        raise StarfmInputError(f"all {n} stars fell in the test split (test fraction "
+                               f"{test_fraction}); the train split is empty")
+    if n_test == 0:
+        log.warning("the test split is empty (%d stars, test fraction %s)", n, test_fraction)
+    median, scale = _standardisation(values, ~is_test)
+
+    # -- meta, truth, counts --
+    meta = {"apogee_id": lab["apogee_id"], "glon": f["glon"], "glat": f["glat"],
+            "phot_g_mean_mag": G, "bp_rp": g["bp_rp"],
+            "phot_bp_rp_excess_factor": g["phot_bp_rp_excess_factor"],
+            "parallax": g["parallax"], "parallax_error": g["parallax_error"], "ruwe": g["ruwe"],
+            "zero_point": p["zero_point"], "parallax_corrected": p["parallax_corrected"],
+            "ln_ebv_median": e["ln_ebv_median"], "ln_ebv_mad_std": e["ln_ebv_mad_std"],
+            "ebv_median": np.exp(e["ln_ebv_median"]),
+            "bp_n_relevant_bases": n_rel["bp"], "rp_n_relevant_bases": n_rel["rp"],
+            "in_gaia_source": g_rows >= 0, "has_xp_spectrum": has_xp, "xp_valid": xp_ok,
+            "parallax_valid": plx_ok}
+    groups = {"meta": meta}
+    attrs_extra = {}
+    if truth is not None:
+        groups["truth"], attrs_extra["truth_attrs"] = _truth(truth, sid)
+
+    present = np.isfinite(values)
+    has_params = present[:, [TOKEN_INDEX[t] for t in ("teff", "logg", "m_h")]].all(axis=1)
+    has_colours = present[:, TOKEN_INDEX["j_h"]] & present[:, TOKEN_INDEX["j_k"]]
+    table1 = {"stars": n, "with XP spectra": int(xp_ok.sum()),
+              "with APOGEE teff": int(present[:, TOKEN_INDEX["teff"]].sum()),
+              "with APOGEE teff, logg and [M/H]": int(has_params.sum()),
+              "with XP spectra without APOGEE parameters": int((xp_ok & ~has_params).sum()),
+              "with APOGEE parameters without XP spectra": int((has_params & ~xp_ok).sum()),
+              "without pseudo-luminosity": int((~present[:, TOKEN_INDEX["pseudo_luminosity"]]).sum()),
+              "without E(B-V)": int((~present[:, TOKEN_INDEX["ln_ebv"]]).sum()),
+              "without 2MASS colours": int((~has_colours).sum())}
+    for name, count in table1.items():
+        log.info("%-45s %9d", name, count)
+    log.info("split: %d train, %d test (fraction %.4f, seed %d)", n - n_test, n_test,
+             n_test / n, split_seed)
+
+    attrs = {"vocabulary": list(VOCABULARY), "token_median": median.astype(np.float64),
+             "token_mad_std": scale.astype(np.float64), "cuts": json.dumps(cuts, sort_keys=True),
+             "n_train": n - n_test, "n_test": n_test, "test_fraction": test_fraction,
+             "split_seed": split_seed, "cut_counts": cut_counts, "xp_cut_counts": xp_counts,
+             "parallax_cut_counts": plx_counts, "sample_counts": table1,
+             "age_unit": "ln_age = ln(age / Gyr)", **attrs_extra}
+    write_table(out, {"source_id": sid, "values": values, "errors": errors, "is_test": is_test},
+                attrs=attrs, groups=groups)
+    log.info("wrote %s (%d stars x %d tokens)", out, n, len(VOCABULARY))
+    return {"n": n, "n_train": n - n_test, "n_test": n_test, "cut_counts": cut_counts,
+            "xp_cut_counts": xp_counts, "parallax_cut_counts": plx_counts, "sample_counts": table1}
+
+
+def _truth(path, sid):
+    """Numeric truth columns matched to ``sid`` (first row of a repeated source_id); NaN/0 where
+    unmatched, plus ``has_truth``. Returns (columns, the truth file's root attributes)."""
+    table = read_table(path)
+    if "source_id" not in table:
+        raise StarfmInputError(f"{path}: missing column(s) ['source_id']; "
+                               f"it has {sorted(table)}")
+    require_rows(len(table["source_id"]), str(path))
+    rows = _match(np.asarray(table["source_id"]).astype(np.int64), sid)
+    out = {"has_truth": rows >= 0}
+    for name, col in table.items():
+        if name == "source_id" or col.dtype.kind not in "biuf":
+            continue
+        out[name] = _take(col, rows, fill=np.nan if col.dtype.kind == "f" else 0)
+    if not out["has_truth"].any():
+        log.warning("%s: no sample star has a truth row", path)
+    with h5py.File(path, "r") as f:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else
+                     v.tolist() if isinstance(v, np.ndarray) else
+                     v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+    return out, attrs
+
+
+@run_cli
+def cli(argv=None) -> int:
+    parser = stage_parser(
+        "assemble",
+        "Apply the cuts (the only stage that reads them), build the 120-token table "
+        "(values and errors, float32, order starfm.tokens.VOCABULARY) and a seeded train/test "
+        "split by source_id, and write dataset.h5 with meta/truth groups and the train-split "
+        "standardisation as attributes.")
+    parser.add_argument("--labels", required=True, help="label table (catalogue/labels.h5)")
+    parser.add_argument("--gaia-source", required=True, help="gaia/gaia_source.h5")
+    parser.add_argument("--xp", required=True, help="XP continuous coefficients (gaia/xp_continuous.h5)")
+    parser.add_argument("--parallax", required=True, help="zero-point corrected parallaxes (gaia/parallax.h5)")
+    parser.add_argument("--extinction", required=True, help="ln E(B-V) per star (dust/extinction.h5)")
+    parser.add_argument("--truth", default=None,
+                        help="optional known truth per star (e.g. mock/truth.h5), matched by source_id")
+    parser.add_argument("--cuts", required=True,
+                        help='JSON with exactly config.yaml\'s cuts keys, e.g. \'{"mass": [0.5, 4.0], '
+                             '"age_gyr": [0, 14], "m_h": [-2.5, 0.7], "g_mag": [6, 17.5], '
+                             '"bp_rp": [0, 4], "excess_factor_max": 2, "ruwe_max": 1.4, '
+                             '"parallax_error_max": 0.1}\' (ranges are open intervals)')
+    parser.add_argument("--test-fraction", type=float, default=0.1, help="share of stars in the test split")
+    parser.add_argument("--split-seed", type=int, default=7, help="seed of the source_id hash split")
+    parser.add_argument("--out", required=True, help="output dataset.h5")
+    args = parser.parse_args(argv)
+    setup_logging(args.log, args.verbose)
+    assemble(args.labels, args.gaia_source, args.xp, args.parallax, args.extinction, args.cuts,
+             args.test_fraction, args.split_seed, args.out, truth=args.truth)
+    return 0
