@@ -77,7 +77,8 @@ def read_fits_columns(path: str | Path, columns: Iterable[str], hdu: int = 1,
             try:
                 table = hdul[hdu]
             except (IndexError, KeyError) as exc:
-                raise StarfmInputError(f"{path}: {what} has no HDU {hdu} ({exc})") from exc
+                raise StarfmInputError(f"{path}: {what} has no HDU {hdu} (truncated, or not a "
+                                       f"FITS table file?)") from exc
             if not isinstance(table, (fits.BinTableHDU, fits.TableHDU)):
                 raise StarfmInputError(f"{path}: HDU {hdu} is a {type(table).__name__}, "
                                        f"not the {what}")
