@@ -37,8 +37,8 @@ class FakeModel:
         idx = tokens.index(list(outputs))
         truth = np.nan_to_num(values[:, idx].astype(float), nan=1.0)
         label_err = errors[:, idx].astype(float)
-        sd = np.array([NOISE[o][0] for o in outputs])
-        off = np.array([NOISE[o][1] for o in outputs])
+        sd = np.array([NOISE.get(o, (0.01, 0.0))[0] for o in outputs])
+        off = np.array([NOISE.get(o, (0.01, 0.0))[1] for o in outputs])
         total = np.sqrt(sd ** 2 + label_err ** 2)
         mean = truth + off + self.rng.normal(0, 1, truth.shape) * total
         return mean, np.broadcast_to(sd, mean.shape).copy()

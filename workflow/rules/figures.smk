@@ -1,6 +1,8 @@
 # The paper's figures (Zhang et al. 2026 numbering), each with a caption in the report.
 
-FIGURE_NAMES = ["fig01_training_set", "fig02_mass_age_mh", "fig04_spectra_to_labels"]
+FIGURE_NAMES = ["fig01_training_set", "fig02_mass_age_mh", "fig04_spectra_to_labels",
+                "fig06_physical_validation", "fig12_bp_rp_inpainting",
+                "fig14_mass_age_self_consistency"]
 FIGURES = [R(f"figures/{name}.png") for name in FIGURE_NAMES]
 
 
