@@ -159,3 +159,31 @@ def test_cli_missing_model_file_exits_1(setup, tmp_path, capsys):
               "--predictions", str(tmp_path / "p.h5")])
     assert rc == 1
     assert "absent.pt" in capsys.readouterr().err
+
+
+def test_end_to_end_with_a_tiny_trained_model(tmp_path):
+    """train (2 epochs, small model) -> baseline -> ``python -m starfm evaluate`` command line."""
+    pytest.importorskip("starfm.inference")      # arrives with the model engineer's work
+    import torch
+    from starfm.train import TrainConfig, train
+    from synthetic_dataset import write_synthetic_dataset
+
+    torch.set_num_threads(1)
+    write_synthetic_dataset(tmp_path / "dataset.h5", n_stars=400, test_fraction=0.25)
+    train(tmp_path / "dataset.h5", tmp_path / "model.pt", tmp_path / "loss.csv", size="small",
+          config=TrainConfig(epochs=2, batch_size=128), device="cpu", progress=False)
+    train_baseline(tmp_path / "dataset.h5", tmp_path / "xgb.json", n_estimators=10, threads=1)
+    rc = cli(["--dataset", str(tmp_path / "dataset.h5"), "--model", str(tmp_path / "model.pt"),
+              "--baseline", str(tmp_path / "xgb.json"), "--out", str(tmp_path / "metrics.json"),
+              "--predictions", str(tmp_path / "pred.h5"), "--log", str(tmp_path / "log.txt")])
+    assert rc == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for section in (metrics, metrics["truth"]):
+        for label in tokens.TARGETS:
+            t = section["transformer"][label]
+            assert t["n"] > 0 and t["scatter"] > 0 and t["zscore_std"] > 0, label
+            assert section["xgboost"][label]["scatter"] > 0
+    p = read_table(tmp_path / "pred.h5")
+    assert len(p["source_id"]) == metrics["n_test"] == 100
+    assert np.isfinite(p["transformer_mass"]).all() and (p["transformer_mass_sigma"] > 0).all()
+    assert "vs truth" in (tmp_path / "log.txt").read_text()

@@ -292,7 +292,10 @@ def plot_physical_validation(d: dict, path: Path) -> Path:
     ok = np.isfinite(d["teff"]) & np.isfinite(d["logg"])
     sc = ax.scatter(d["teff"][ok], d["logg"][ok], c=d["m_h"][ok], s=3, cmap="viridis",
                     rasterized=True)
-    ax.invert_xaxis(), ax.invert_yaxis()
+    if ok.sum() > 1:
+        (t0, t1), (g0, g1) = (np.percentile(v[ok], [0.5, 99.5]) for v in (d["teff"], d["logg"]))
+        ax.set(xlim=(t1 + 0.05 * (t1 - t0), t0 - 0.05 * (t1 - t0)),
+               ylim=(g1 + 0.05 * (g1 - g0), g0 - 0.05 * (g1 - g0)))
     ax.set(xlabel=r"predicted $T_{\rm eff}$ [K]", ylabel=r"predicted $\log g$ [dex]",
            title="Kiel diagram of predictions (test split)")
     fig.colorbar(sc, ax=ax, label="predicted [M/H] [dex]")
@@ -303,7 +306,10 @@ def plot_physical_validation(d: dict, path: Path) -> Path:
              f"$\\sigma$ = {100 * d['distance_frac_scatter']:.1f} %")]):
         ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
         if ok.sum() > 1:
-            lo, hi = np.percentile(np.r_[x[ok], y[ok]], [0.5, 99.5])
+            # limits from the reference values: a few wild predictions must not squash the plot
+            lo, hi = np.percentile(x[ok], [0.5, 99.5])
+            lo, hi = max(lo - 0.1 * (hi - lo), 0), hi + 0.1 * (hi - lo)
+            ax.set(xlim=(lo, hi), ylim=(lo, hi))
             hb = ax.hexbin(x[ok], y[ok], gridsize=40, extent=(lo, hi, lo, hi), norm=LogNorm(),
                            mincnt=1, cmap="Greys")
             fig.colorbar(hb, ax=ax, label="stars per bin")
