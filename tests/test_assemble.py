@@ -359,7 +359,9 @@ def test_truth_matched_by_source_id_first_row(tmp_path, tables):
     assert np.isnan(t["mass"][star(ds, sid[10])])
     for s in sid[:3]:   # repeated source_id: the first row, not the later one
         assert t["mass"][star(ds, s)] > 0 and t["row"][star(ds, s)] < 40
-    assert "apogee_id" not in t and "source_id" not in t
+    np.testing.assert_array_equal(t["source_id"], ds["source_id"])     # aligned rows
+    assert t["apogee_id"][star(ds, sid[0])] == tables["labels"]["apogee_id"][row(lab, sid[0])]
+    assert t["apogee_id"][star(ds, sid[10])] == ""
     assert ds["attrs"]["truth_attrs"]["extinction_law"] == "F99 R_V=3.1"
 
 

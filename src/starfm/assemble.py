@@ -18,7 +18,8 @@ value is NaN and its error 0; a missing error of a present value is 0):
 * ``bp0..54``, ``rp0..54``: XP coefficients / F_G with 2.5 log10 F_G = 25.6873668671 - G
   (Leung & Bovy 2024 eq. 8), errors likewise. Coefficient ``i`` is relevant iff
   ``i < n_relevant_bases``, except 52-54, which copy the relevancy of 51 (Gaia never marks the last
-  ones relevant). Valid only where ``g_mag[0] < G < g_mag[1]``, ``bp_rp[0] < BP-RP < bp_rp[1]`` and
+  ones relevant). Errors are the archive's ``*_coefficient_errors`` (not rescaled by
+  ``*_standard_deviation``). Valid only where ``g_mag[0] < G < g_mag[1]``, ``bp_rp[0] < BP-RP < bp_rp[1]`` and
   ``phot_bp_rp_excess_factor < excess_factor_max``; elsewhere (or without a spectrum) all NaN.
 * ``bp_rp``: Gaia ``bp_rp``, under the *same* photometric XP cuts (G, BP-RP range, excess factor),
   because those cuts flag erroneous BP/RP fluxes and BP-RP is made from those fluxes; it does not
@@ -33,7 +34,9 @@ value is NaN and its error 0; a missing error of a present value is 0):
 * ``mass`` [Msun] (+ error); ``ln_age`` = ln(age / Gyr), error age_err / age.
 
 Split: ``is_test`` = u(seed, source_id) < test_fraction with u a SplitMix64 hash of the pair
-mapped to [0, 1). Standardisation attributes (nanmedian, astropy ``mad_std``) use train rows only.
+mapped to [0, 1). Standardisation attributes (nanmedian, astropy ``mad_std``) use train rows only;
+a token with no train value gets median 0 and mad_std 1 (and one with zero spread mad_std 1), so a
+model can always divide by it. Counts of every cut (as L&B24 Table 1) are logged and stored.
 """
 from __future__ import annotations
 
@@ -430,19 +433,21 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
 
 
 def _truth(path, sid):
-    """Numeric truth columns matched to ``sid`` (first row of a repeated source_id); NaN/0 where
-    unmatched, plus ``has_truth``. Returns (columns, the truth file's root attributes)."""
+    """Truth columns matched to ``sid`` (first row of a repeated source_id), aligned with the
+    dataset rows (``source_id`` = the dataset's); NaN / 0 / "" where unmatched, plus ``has_truth``.
+    Returns (columns, the truth file's root attributes)."""
     table = read_table(path)
     if "source_id" not in table:
         raise StarfmInputError(f"{path}: missing column(s) ['source_id']; "
                                f"it has {sorted(table)}")
     require_rows(len(table["source_id"]), str(path))
     rows = _match(np.asarray(table["source_id"]).astype(np.int64), sid)
-    out = {"has_truth": rows >= 0}
+    out = {"source_id": sid, "has_truth": rows >= 0}
+    fills = {"f": np.nan, "U": "", "S": b""}
     for name, col in table.items():
-        if name == "source_id" or col.dtype.kind not in "biuf":
+        if name == "source_id" or col.dtype.kind not in "biufUS":
             continue
-        out[name] = _take(col, rows, fill=np.nan if col.dtype.kind == "f" else 0)
+        out[name] = _take(col, rows, fill=fills.get(col.dtype.kind, 0))
     if not out["has_truth"].any():
         log.warning("%s: no sample star has a truth row", path)
     with h5py.File(path, "r") as f:
