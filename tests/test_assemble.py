@@ -457,3 +457,36 @@ def test_cli_contract(tmp_path, tables):
     bad[bad.index("--cuts") + 1] = json.dumps({**DEFAULT_CUTS, "mass": [4, 1]})
     out.unlink()
     assert cli(bad) == 1 and not out.exists()
+
+
+# ---- real archive XP rows -------------------------------------------------------------------
+def test_real_xp_rows_with_missing_bp(tmp_path, realdata_dir):
+    """Real Gaia DR3 XP rows (GaiaXPy's test file: one star without BP, n_relevant 53/47/50/40),
+    parsed as the gaia-xp stage does, give the expected NaN pattern and coefficient / F_G."""
+    from astropy.table import Table
+
+    from starfm.xp_tables import parse_xp_tables
+
+    fits = realdata_dir / "xp/gaiaxpy/xp_continuous/XP_CONTINUOUS_RAW_with_missing_BP.fits"
+    xp = parse_xp_tables(Table.read(fits))
+    tables = synthetic_tables(n=3, seed=4)
+    tables.pop("truth")
+    new_id = dict(zip(tables["labels"]["source_id"].tolist(), xp["source_id"].tolist()))
+    for name in ("labels", "gaia_source", "parallax", "extinction"):
+        tables[name]["source_id"] = np.array([new_id[s] for s in tables[name]["source_id"]])
+        if "phot_g_mean_mag" in tables[name]:
+            tables[name]["phot_g_mean_mag"][:] = 15.0
+    tables["xp"] = xp
+    ds = run(tmp_path, tables)
+    flux = 10 ** ((25.6873668671 - 15.0) / 2.5)
+    for r, s in enumerate(xp["source_id"]):
+        i = star(ds, s)
+        for band, offset in (("bp", 0), ("rp", 55)):
+            n_rel = xp[f"{band}_n_relevant_bases"][r]
+            n_eff = 55 if n_rel >= 52 else n_rel
+            got = ds["values"][i, offset:offset + 55]
+            assert np.isfinite(got[:n_eff]).all() and np.isnan(got[n_eff:]).all()
+            np.testing.assert_allclose(got[:n_eff], xp[f"{band}_coefficients"][r, :n_eff] / flux,
+                                       rtol=1e-6)
+    no_bp = star(ds, 5405570973190252288)
+    assert np.isnan(ds["values"][no_bp, :55]).all() and np.isfinite(ds["values"][no_bp, 55:102]).all()
