@@ -324,7 +324,7 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
     G = g["phot_g_mean_mag"]
 
     # -- validity masks, counted step by step (first failing reason) --
-    has_xp = x_rows >= 0
+    has_xp = (x_rows >= 0) & ((n_rel["bp"] > 0) | (n_rel["rp"] > 0))  # a row with a band
     xp_checks = [("G", _inside(G, cuts["g_mag"])), ("BP-RP", _inside(g["bp_rp"], cuts["bp_rp"])),
                  ("excess factor", g["phot_bp_rp_excess_factor"] < cuts["excess_factor_max"])]
     phot_ok = np.ones(n, dtype=bool)
