@@ -108,6 +108,16 @@ def _lower_names(t: Table) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- cell parsing
+def _text_valid(text: np.ndarray, mask) -> np.ndarray:
+    """Text cells holding an array: not masked, not empty, not a null token like "()"."""
+    valid = ~np.asarray(mask, bool) & (np.char.str_len(text) > 0)
+    short = np.flatnonzero(valid & (np.char.str_len(text) <= 8))  # only short cells can be null tokens
+    if short.size:
+        tokens = np.char.lower(np.char.strip(text[short]))
+        valid[short[np.isin(tokens, ["", "()", "[]", "( )", "null", "nan", "--"])]] = False
+    return valid
+
+
 def _text_cells_to_array(cells: np.ndarray, valid: np.ndarray, dtype, source: str) -> np.ndarray:
     """Text cells "(v1, v2, ...)" / "[v1, ...]" -> (n, 55) array, NaN rows where not valid.
 
@@ -119,13 +129,13 @@ def _text_cells_to_array(cells: np.ndarray, valid: np.ndarray, dtype, source: st
     if idx.size == 0:
         return out
     text = cells[idx]
-    if text.dtype.kind == "S":
-        text = np.char.decode(text, "utf-8")
-    text = text.astype(str)
     counts = np.char.count(text, ",") + 1
     joined = ",".join(text.tolist())
     joined = joined.translate(str.maketrans("()[]", "    ")).replace("null", "nan")
-    values = np.fromstring(joined, dtype=np.float64, sep=",")
+    try:
+        values = np.fromstring(joined, dtype=np.float64, sep=",")
+    except ValueError:
+        values = np.zeros(0)
     if values.size != counts.sum():
         raise StarfmInputError(f"{source}: unparsable array text cells "
                                f"(read {values.size} numbers, expected {counts.sum()})")
@@ -187,20 +197,18 @@ def _array_column(cols: Mapping[str, Any], band: str, field: str, dtype, n: int,
             return out, ~np.all(np.isnan(arr), axis=1)
         kind = np.asarray(data).dtype.kind
         if kind in "US":  # CSV / ECSV text cells
-            mask = np.asarray(np.ma.getmaskarray(col), bool)
             text = np.asarray(data)
-            stripped = np.char.strip(text.astype(str) if kind == "S" else text)
-            valid = ~mask & (np.char.str_len(stripped) > 0)
-            valid &= ~np.isin(np.char.lower(stripped), ["()", "[]", "null", "nan", "--"])
-            return _text_cells_to_array(stripped, valid, dtype, source), valid
+            if kind == "S":
+                text = np.char.decode(text, "utf-8")
+            valid = _text_valid(text, np.ma.getmaskarray(col))
+            return _text_cells_to_array(text, valid, dtype, source), valid
         if kind == "O":
             if any(isinstance(c, (str, bytes)) for c in np.asarray(data)):  # object column of text
                 mask = np.asarray(np.ma.getmaskarray(col), bool)
                 text = np.array(["" if (m or c is None) else (c.decode() if isinstance(c, bytes) else c)
                                  for c, m in zip(np.asarray(data), mask)], dtype=str)
-                stripped = np.char.strip(text)
-                return _text_cells_to_array(stripped, np.char.str_len(stripped) > 0, dtype, source), \
-                    np.char.str_len(stripped) > 0
+                valid = _text_valid(text, mask)
+                return _text_cells_to_array(text, valid, dtype, source), valid
             return _object_cells_to_array(col, dtype, source)
         if np.all(np.ma.getmaskarray(col)):  # every cell empty: a text reader guessed a number type
             return np.full((n, N_COEFFICIENTS), np.nan, dtype=dtype), np.zeros(n, bool)
