@@ -187,3 +187,12 @@ def test_end_to_end_with_a_tiny_trained_model(tmp_path):
     assert len(p["source_id"]) == metrics["n_test"] == 100
     assert np.isfinite(p["transformer_mass"]).all() and (p["transformer_mass_sigma"] > 0).all()
     assert "vs truth" in (tmp_path / "log.txt").read_text()
+
+
+def test_corrupt_model_file_names_the_file(setup, tmp_path):
+    pytest.importorskip("starfm.inference")
+    d, _, _ = setup
+    (tmp_path / "model.pt").write_bytes(b"not a torch file")
+    with pytest.raises(StarfmInputError, match="model.pt"):
+        evaluate(d / "dataset.h5", tmp_path / "model.pt", d / "xgb.json", tmp_path / "m.json",
+                 tmp_path / "p.h5")
