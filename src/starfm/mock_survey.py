@@ -29,7 +29,7 @@ The physical model (all vectorised, generated in chunks of ``CHUNK_SIZE`` stars 
   mwdust). Extinction A(lambda) = 3.1 * 0.884 * E_SFD * F99(lambda)/A_V (Leung & Bovy eq. 10).
 - *Spectra and Gaia.* See :mod:`starfm.mock_spectra`: XP coefficients are the projection of each
   model spectrum on Gaia's basis; G, BP-RP are GaiaXPy's synthetic photometry of them. XP errors
-  follow err_k^2 = a_k^2 F_G + b_k^2 F_G^2 fitted to 2,000 real DR3 sources; noise drawn with
+  follow err_k^2 = a_k^2 F_G + b_k^2 F_G^2 fitted, per coefficient, to 2,000 real DR3 sources; noise drawn with
   sigma = error * standard_deviation (how GaiaXPy scales the covariance). Parallax = 1/d + the
   Lindegren et al. (2021) zero-point (``zero_point.zpt.get_zpt``) + 0.005 clip(G - 13, 0, 4) mas
   + noise.
@@ -77,11 +77,26 @@ NO_XP_RANDOM_FRACTION = 0.06       # besides every G > 17.65 source
 MISSING_BAND_FRACTION = 0.01
 PARAMS_2P_FRACTION = 0.01          # astrometric_params_solved = 3
 
-# XP coefficient errors: log a_k, log b_k cubic in k (fit to 2,000 real DR3 sources,
-# xp_spectral_lines chunk0, rms 0.16-0.33 in log); err_k^2 = a_k^2 F_G + b_k^2 F_G^2, F_G in e-/s
-XP_ERROR_POLY = {
-    "bp": ([-3.779e-05, 2.2604e-03, -5.91466e-02, -4.235003], [-4.059e-05, 2.4334e-03, -7.57636e-02, -9.969043]),
-    "rp": ([-3.149e-05, 1.3903e-03, -2.29612e-02, -4.498027], [-3.318e-05, 1.3947e-03, -2.83133e-02, -11.147592]),
+# XP coefficient errors: err_k^2 = a_k^2 F_G + b_k^2 F_G^2 (F_G in e-/s; photon noise plus a
+# calibration floor), log10 a_k and log10 b_k fitted per coefficient to 2,000 real DR3 sources
+# (xp_spectral_lines chunk0, G from their synthetic photometry)
+XP_ERROR_LOG10 = {
+    "bp": ([-1.90, -1.97, -1.95, -1.94, -1.93, -2.01, -2.03, -1.68, -1.95, -1.98, -1.93, -1.96, -1.98, -2.01,
+            -2.00, -1.99, -2.04, -2.07, -2.07, -2.17, -2.03, -2.12, -2.09, -2.12, -2.12, -2.14, -2.18, -2.27,
+            -2.19, -2.28, -2.24, -2.23, -2.28, -2.26, -2.31, -2.28, -2.30, -2.31, -2.32, -2.30, -2.35, -2.32,
+            -2.31, -2.40, -2.41, -2.38, -2.38, -2.47, -2.51, -2.61, -2.63, -2.79, -2.80, -2.94, -3.31],
+           [-4.37, -4.43, -4.41, -4.42, -4.42, -4.53, -4.55, -4.45, -4.65, -4.48, -4.48, -4.52, -4.49, -4.72,
+            -4.68, -4.54, -4.56, -4.66, -4.60, -4.78, -4.55, -4.68, -4.62, -4.66, -4.65, -4.70, -4.79, -5.02,
+            -4.80, -5.00, -4.92, -4.89, -5.09, -4.96, -5.11, -5.07, -5.11, -5.10, -5.13, -5.06, -5.22, -5.08,
+            -4.96, -5.26, -5.15, -4.96, -4.98, -5.22, -5.21, -5.36, -5.35, -5.75, -5.48, -5.95, -6.29]),
+    "rp": ([-1.97, -2.00, -2.00, -1.96, -1.98, -1.99, -1.98, -2.00, -2.00, -1.97, -2.02, -1.99, -2.11, -1.99,
+            -2.00, -1.97, -1.97, -1.99, -1.97, -1.97, -2.07, -1.98, -2.02, -2.03, -2.01, -2.02, -2.04, -2.07,
+            -2.07, -2.09, -2.09, -2.14, -2.11, -2.17, -2.19, -2.21, -2.21, -2.26, -2.26, -2.30, -2.31, -2.31,
+            -2.28, -2.32, -2.34, -2.35, -2.41, -2.46, -2.49, -2.46, -2.54, -2.59, -2.63, -2.96, -3.21],
+           [-4.87, -4.86, -4.89, -4.87, -4.90, -4.82, -4.89, -4.89, -4.92, -4.89, -4.97, -4.87, -5.05, -4.89,
+            -4.88, -4.91, -4.93, -4.98, -5.01, -4.94, -5.00, -4.95, -4.98, -5.00, -4.93, -4.95, -4.88, -4.94,
+            -5.02, -5.09, -4.99, -5.15, -5.03, -5.13, -5.14, -5.18, -5.23, -5.25, -5.33, -5.42, -5.53, -5.36,
+            -5.26, -5.48, -5.42, -5.39, -5.55, -5.43, -5.47, -5.51, -5.55, -5.67, -5.73, -6.10, -6.40]),
 }
 XP_ERROR_SCATTER = 0.25            # log-normal scatter of a star's errors at fixed G (real: 0.22-0.4)
 # median n_relevant_bases vs G (same real sample)
@@ -397,9 +412,8 @@ def _gaia_source(s: dict, rng, zpt_module) -> dict:
 
 def xp_coefficient_errors(band: str, g_flux: np.ndarray) -> np.ndarray:
     """Median (no scatter) archive coefficient errors (n, 55) for G-band fluxes F_G [e-/s]."""
-    k = np.arange(mock_spectra.N_COEF)
-    pa, pb = XP_ERROR_POLY[band]
-    a, b = np.exp(np.polyval(pa, k)), np.exp(np.polyval(pb, k))
+    log_a, log_b = XP_ERROR_LOG10[band]
+    a, b = 10 ** np.asarray(log_a), 10 ** np.asarray(log_b)
     f = np.asarray(g_flux, dtype=float)[:, None]
     return np.sqrt(a ** 2 * f + b ** 2 * f ** 2)
 

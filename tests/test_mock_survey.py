@@ -1,0 +1,329 @@
+"""The mock survey: real formats, expected proportions, physics round trips, determinism."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from starfm import mock_spectra
+from starfm.io import StarfmInputError, read_attrs, read_table
+from starfm.mock_survey import (ALLSTAR_NAME, DISTMASS_NAME, EBV_TRUE_OVER_SFD, XP_DTYPES, cli,
+                                make_mock_survey, xp_coefficient_errors)
+
+N_ROWS = 400
+SEED = 11
+
+
+@pytest.fixture(scope="module")
+def mock(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mock")
+    paths = make_mock_survey(out, n_stars=N_ROWS, seed=SEED, xp_format="votable")
+    allstar = fits.open(paths["allstar"])[1]
+    distmass = fits.open(paths["distmass"])[1]
+    return {"out": out, "paths": paths, "allstar": allstar, "a": allstar.data, "dm": distmass,
+            "truth": read_table(paths["truth"]), "gaia": read_table(paths["gaia_source"]),
+            "xp": read_table(paths["xp_continuous"])}
+
+
+def _binomial_ok(count, n, p, k=4.0):
+    """count within k sigma of a binomial(n, p) mean (k = 4: false-alarm rate ~6e-5 per check)."""
+    return abs(count - n * p) <= k * np.sqrt(n * p * (1 - p)) + 1
+
+
+def test_outputs_exist_with_the_rule_names(mock):
+    out = mock["out"]
+    for rel in (f"apogee/{ALLSTAR_NAME}", f"apogee/{DISTMASS_NAME}", "gaia_archive/manifest.json",
+                "gaia_archive/gaia_source.h5", "gaia_archive/xp_continuous.h5",
+                "dust/combined19/combine19.h5", "truth.h5"):
+        assert (out / rel).is_file(), rel
+    manifest = json.loads((out / "gaia_archive/manifest.json").read_text())
+    assert manifest["xp_format"] == "votable" and manifest["seed"] == SEED
+    assert manifest["n_sources"] == len(mock["gaia"]["source_id"])
+
+
+def test_allstar_columns_and_dtypes_match_real_allstar_rows(mock, realdata_dir):
+    real = fits.open(realdata_dir / "labels/xgboost_chem_ages/Montalban2021_X_APOGEE_DR17.fits")[1]
+    for col in mock["allstar"].columns:
+        assert col.name in real.columns.names, col.name
+        assert col.format == real.columns[col.name].format, (col.name, col.format, real.columns[col.name].format)
+        assert mock["a"][col.name].dtype == real.data[col.name].dtype, col.name
+    for name in ("APOGEE_ID", "TELESCOPE", "FIELD", "RA", "DEC", "GLON", "GLAT", "J", "H", "K", "J_ERR",
+                 "H_ERR", "K_ERR", "STARFLAG", "ASPCAPFLAG", "EXTRATARG", "GAIAEDR3_SOURCE_ID", "TEFF",
+                 "LOGG", "M_H", "TEFF_ERR", "LOGG_ERR", "M_H_ERR"):
+        assert name in mock["allstar"].columns.names, name
+    assert len(mock["a"]) == N_ROWS
+    # APOGEE_ID looks like a real 2MASS-style id
+    ids = np.char.strip(mock["a"]["APOGEE_ID"].astype(str))
+    assert all(len(i) == 18 and i.startswith("2M") and i[10] in "+-" for i in ids[:50])
+
+
+def test_flags_duplicates_and_unmatched_in_expected_proportions(mock):
+    a = mock["a"]
+    dup = (a["EXTRATARG"] & 16) > 0
+    assert dup.sum() == round(0.05 * N_ROWS)            # exactly 5 % by construction
+    ids = a["APOGEE_ID"]
+    for i in np.flatnonzero(dup):
+        first = np.flatnonzero((ids == ids[i]) & ~dup)
+        assert len(first) == 1
+        j = first[0]
+        assert a["GAIAEDR3_SOURCE_ID"][j] == a["GAIAEDR3_SOURCE_ID"][i]
+        assert (a["TELESCOPE"][j], a["FIELD"][j]) != (a["TELESCOPE"][i], a["FIELD"][i])
+    n_base = N_ROWS - dup.sum()
+    assert _binomial_ok(((a["GAIAEDR3_SOURCE_ID"] == 0) & ~dup).sum(), n_base, 0.03)
+    assert _binomial_ok((a["STARFLAG"] != 0).sum(), N_ROWS, 0.08)
+    bad = (a["ASPCAPFLAG"] & ((1 << 19) | (1 << 23))) != 0
+    assert _binomial_ok(bad.sum(), N_ROWS, 0.05 + 0.01, k=5)
+    # missing ASPCAP = NaN (as DR17), bad 2MASS = 99.999 or NaN
+    assert np.isnan(a["TEFF"]).any() and not (a["TEFF"] < -9000).any()
+    assert ((a["J"] == np.float32(99.999)) | (a["H"] == np.float32(99.999)) | (a["K"] == np.float32(99.999))).any()
+    good = np.isfinite(a["TEFF"])
+    assert ((a["TEFF_ERR"][good] >= 50) & (a["TEFF_ERR"][good] <= 100)).all()
+
+
+def test_labels_are_truth_plus_their_stated_noise(mock):
+    a, t = mock["a"], mock["truth"]
+    for col, key in (("TEFF", "teff"), ("LOGG", "logg"), ("M_H", "m_h")):
+        z = (a[col] - t[key]) / a[f"{col}_ERR"]
+        z = z[np.isfinite(z)]
+        # pulls of N(0,1) draws: |mean| < 4/sqrt(n), std within 15 % for n ~ 400
+        assert abs(z.mean()) < 4 / np.sqrt(len(z)) and 0.85 < z.std() < 1.15, col
+
+
+def test_distmass_row_aligned_with_allstar(mock):
+    a, dm = mock["a"], mock["dm"].data
+    assert len(dm) == len(a)
+    assert (dm["APOGEE_ID"] == a["APOGEE_ID"]).all()
+    for name in ("APOGEE_ID", "MASS", "MASS_ERR", "AGE", "AGE_ERR", "DISTANCE", "BITMASK"):
+        assert name in mock["dm"].columns.names
+    assert 1e8 < np.median(dm["AGE"]) < 1.4e10                        # years, linear
+    assert 100 < np.median(dm["DISTANCE"]) < 2e4                       # pc
+    assert (dm["BITMASK"] & 2).any()
+    rel = dm["MASS_ERR"] / dm["MASS"]
+    assert 0.06 < np.median(rel) < 0.12
+
+
+def test_gaia_store_formats(mock, realdata_dir):
+    from astropy.table import Table
+
+    g, x, a = mock["gaia"], mock["xp"], mock["a"]
+    ids = g["source_id"]
+    assert len(np.unique(ids)) == len(ids) and (ids > 0).all()
+    assert set(ids) == set(a["GAIAEDR3_SOURCE_ID"][a["GAIAEDR3_SOURCE_ID"] > 0])
+    assert np.mean(ids >= 10 ** 18) > 0.5                               # mostly 19-digit DR3 ids
+    real = Table.read(realdata_dir / "gaia_source/astroquery/1710099405832VAL-result.vot")
+    for name, arr in g.items():
+        real_name = "SOURCE_ID" if name == "source_id" else name
+        assert arr.dtype == real[real_name].dtype.newbyteorder("="), name
+    solved = g["astrometric_params_solved"]
+    assert set(np.unique(solved)) <= {3, 31, 95} and (solved == 31).mean() > 0.6
+    assert np.isnan(g["parallax"][solved == 3]).all()
+    assert np.isfinite(g["nu_eff_used_in_astrometry"][solved == 31]).all()
+    assert np.isfinite(g["pseudocolour"][solved == 95]).all()
+    # XP: a subset of the sources, archive dtypes, a missing band is NaN with n_parameters 0
+    assert set(x["source_id"]) <= set(ids) and 0.8 < len(x["source_id"]) / len(ids) < 0.99
+    for name, dtype in XP_DTYPES.items():
+        assert x[name].dtype == np.dtype(dtype), name
+    assert x["bp_coefficients"].shape == (len(x["source_id"]), 55)
+    for band in ("bp", "rp"):
+        absent = x[f"{band}_n_parameters"] == 0
+        assert np.isnan(x[f"{band}_coefficients"][absent]).all()
+        assert (x[f"{band}_n_parameters"][~absent] == 55).all()
+        assert np.isfinite(x[f"{band}_coefficients"][~absent]).all()
+
+
+def test_xp_errors_match_real_dr3_errors_at_the_same_g(realdata_dir):
+    """Our error model against the 2,000 real DR3 sources of xp_spectral_lines chunk0."""
+    t = fits.open(realdata_dir / "xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits")[1].data
+    bp = np.stack([t[f"bp_coeff_{k}"] for k in range(55)], 1).astype(float)
+    rp = np.stack([t[f"rp_coeff_{k}"] for k in range(55)], 1).astype(float)
+    ok = np.isfinite(bp).all(1) & np.isfinite(rp).all(1)
+    g = mock_spectra.synthetic_gaia_mags(bp[ok], rp[ok])[:, 0]
+    for band in ("bp", "rp"):
+        err = np.stack([t[f"e_{band}_coeff_{k}"] for k in range(55)], 1).astype(float)[ok]
+        ratio = np.median(err / xp_coefficient_errors(band, mock_spectra.g_flux_from_mag(g)), axis=0)
+        # median ratio per coefficient within a factor 1.5 (the model's log rms is 0.2-0.33)
+        assert (ratio > 1 / 1.5).all() and (ratio < 1.5).all(), band
+
+
+def test_g_consistent_with_coefficients(mock, realdata_dir):
+    import pandas as pd
+
+    # GaiaXPy's synthetic G reproduces the archive G of 18 Sco from its real coefficients
+    d = pd.read_csv(realdata_dir / "xp/gaiaxpy/cholesky_solution/18Sco-XP-spectra.csv")
+    c = {b: np.array(d[f"{b}_coefficients"][0].strip("()").split(","), float) for b in ("bp", "rp")}
+    assert abs(mock_spectra.synthetic_gaia_mags(c["bp"], c["rp"])[0, 0] - d["phot_g_mean_mag"][0]) < 0.01
+    # and the mock's G agrees with its own noisy coefficients
+    g, x = mock["gaia"], mock["xp"]
+    both = (x["bp_n_parameters"] > 0) & (x["rp_n_parameters"] > 0)
+    idx = np.searchsorted(g["source_id"], x["source_id"], sorter=np.argsort(g["source_id"]))
+    g_store = g["phot_g_mean_mag"][np.argsort(g["source_id"])][idx][both]
+    g_coef = mock_spectra.synthetic_gaia_mags(x["bp_coefficients"][both], x["rp_coefficients"][both])[:, 0]
+    # 0.003 mag photometric noise + coefficient noise: median |dG| well below 0.02
+    assert np.median(np.abs(g_store - g_coef)) < 0.02
+    assert 6 < np.median(g_store) < 17.5
+
+
+def _calibrate_rows(bp, rp, n_relevant=55):
+    import pandas as pd
+    from gaiaxpy import calibrate
+
+    n = len(bp)
+    df = pd.DataFrame({
+        "source_id": np.arange(1, n + 1), "solution_id": np.full(n, 4545469030156206080),
+        "bp_n_parameters": 55, "rp_n_parameters": 55,
+        "bp_standard_deviation": 1.0, "rp_standard_deviation": 1.0,
+        "bp_n_relevant_bases": n_relevant, "rp_n_relevant_bases": n_relevant,
+        "bp_coefficients": list(bp), "rp_coefficients": list(rp),
+        "bp_coefficient_errors": list(np.abs(bp) * 1e-3 + 1e-3),
+        "rp_coefficient_errors": list(np.abs(rp) * 1e-3 + 1e-3),
+        "bp_coefficient_correlations": [np.zeros(1485)] * n,
+        "rp_coefficient_correlations": [np.zeros(1485)] * n})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spectra, sampling = calibrate(df, save_file=False, disable_info=True) if "disable_info" in \
+            calibrate.__code__.co_varnames else calibrate(df, save_file=False)
+    return np.stack(spectra["flux"].to_numpy()), np.asarray(sampling)
+
+
+def test_gaiaxpy_calibrate_recovers_the_model_spectrum(mock):
+    t = mock["truth"]
+    pick = np.argsort(t["g_mag"])[:4]
+    args = (t["teff"][pick], t["logg"][pick], t["m_h"][pick], t["radius"][pick], t["distance_kpc"][pick],
+            t["a_v"][pick])
+    bp, rp = mock_spectra.xp_coefficients(*args)
+    flux, sampling = _calibrate_rows(bp, rp)
+    model = mock_spectra.model_spectrum(*args).astype(float)
+    assert np.allclose(sampling, mock_spectra.xp_basis()["wavelength"])
+    # calibrate uses exactly the basis we projected on: identical to our merge of D^T c (1e-6:
+    # float32 spectra in, float64 arithmetic)
+    ours = mock_spectra.calibrated_flux(bp, rp)
+    assert np.max(np.abs(flux - ours) / model.mean(1, keepdims=True)) < 1e-6
+    # and gives back the model spectrum (at XP resolution) to the projection's accuracy: the
+    # projection trades flux misfit (0.2 % scale) against coefficient amplitudes like real DR3 ones,
+    # which leaves ~0.4 % rms and < 2 % at worst (measured); 1 % rms / 3 % max leaves a margin
+    rel = (flux - model) / model.mean(1, keepdims=True)
+    assert np.sqrt(np.mean(rel ** 2, axis=1)).max() < 0.01
+    assert np.abs(rel).max() < 0.03
+
+
+def test_stored_noisy_coefficients_calibrate_close_to_truth(mock):
+    """Bright stars' archive coefficients (noise included) still give back their model spectrum."""
+    t, x = mock["truth"], mock["xp"]
+    both = (x["bp_n_parameters"] > 0) & (x["rp_n_parameters"] > 0)
+    order = {sid: i for i, sid in enumerate(t["source_id"]) if sid > 0}
+    rows = [order[s] for s in x["source_id"][both]]
+    g = t["g_mag"][rows]
+    best = np.argsort(g)[:3]
+    ti = np.asarray(rows)[best]
+    model = mock_spectra.model_spectrum(t["teff"][ti], t["logg"][ti], t["m_h"][ti], t["radius"][ti],
+                                        t["distance_kpc"][ti], t["a_v"][ti]).astype(float)
+    flux = mock_spectra.calibrated_flux(x["bp_coefficients"][both][best], x["rp_coefficients"][both][best])
+    # brightest stars (G < ~10): 55 noisy coefficients add ~1 % rms; projection 0.4 %; 5 % is loose
+    rel = (flux - model) / model.mean(1, keepdims=True)
+    assert np.sqrt(np.mean(rel ** 2, axis=1)).max() < 0.05
+
+
+def test_mwdust_combined19_reads_the_map_and_gives_the_truth_ebv(mock):
+    t = mock["truth"]
+    with fits.open(mock["paths"]["allstar"]):
+        pass
+    sel = np.arange(0, len(t["ebv"]), 8)
+    payload = json.dumps({"l": t["glon"][sel].tolist(), "b": t["glat"][sel].tolist(),
+                          "d": t["distance_kpc"][sel].tolist()})
+    code = ("import json, sys, numpy as np, mwdust\n"
+            "p = json.loads(sys.stdin.read())\n"
+            "m = mwdust.Combined19()\n"
+            "print(json.dumps(m(np.array(p['l']), np.array(p['b']), np.array(p['d'])).tolist()))\n")
+    env = {**os.environ, "DUST_DIR": str(mock["out"] / "dust")}   # mwdust reads DUST_DIR at import
+    res = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    ebv_mwdust = np.array(json.loads(res.stdout.strip().splitlines()[-1]))
+    # same pixel lookup and the same linear interpolation in distance modulus: equal to rounding
+    assert np.allclose(ebv_mwdust, t["ebv"][sel], rtol=1e-9, atol=1e-12)
+    assert (t["ebv"] > 0).all()
+
+
+def test_dust_map_is_hierarchical_and_non_decreasing(mock):
+    import h5py
+
+    with h5py.File(mock["paths"]["dust_map"], "r") as f:
+        info, best = f["pixel_info"][:], f["best_fit"][:]
+    assert set(np.unique(info["nside"])) == {64, 128} and best.shape[1] == 120
+    assert (np.diff(best, axis=1) >= 0).all()
+    # the nested pixels tile the sky exactly once: total area = 4 pi
+    area = np.sum(4 * np.pi / (12 * info["nside"].astype(float) ** 2))
+    assert abs(area - 4 * np.pi) < 1e-9
+    attrs = read_attrs(mock["paths"]["truth"])
+    assert attrs["ebv_true_over_sfd"] == EBV_TRUE_OVER_SFD and "F99" in attrs["extinction_law"]
+
+
+def test_parallax_minus_injected_zero_point_is_unbiased(mock):
+    from zero_point import zpt
+
+    g, t = mock["gaia"], mock["truth"]
+    ok = g["astrometric_params_solved"] != 3
+    zpt.load_tables()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zp = zpt.get_zpt(g["phot_g_mean_mag"][ok].astype(float), g["nu_eff_used_in_astrometry"][ok].astype(float),
+                         g["pseudocolour"][ok].astype(float), g["ecl_lat"][ok],
+                         g["astrometric_params_solved"][ok].astype(float))
+    zp = zp + 0.005 * np.clip(g["phot_g_mean_mag"][ok] - 13, 0, 4)
+    truth_by_id = dict(zip(t["source_id"], t["parallax_true"]))
+    true = np.array([truth_by_id[s] for s in g["source_id"][ok]])
+    pull = (g["parallax"][ok] - zp - true) / g["parallax_error"][ok]
+    # N(0,1) pulls: |mean| < 4/sqrt(n); std within 15 %
+    assert abs(pull.mean()) < 4 / np.sqrt(len(pull)) and 0.85 < pull.std() < 1.15
+    # without the correction the parallaxes are biased (the zero-point is really injected)
+    raw = (g["parallax"][ok] - true) / g["parallax_error"][ok]
+    assert raw.mean() < -4 / np.sqrt(len(raw))
+    assert 0.01 < np.median(g["parallax_error"][ok]) < 0.1
+
+
+def test_physical_model_ranges(mock):
+    t = mock["truth"]
+    assert 0.6 < t["mass"].min() and t["mass"].max() < 3.1
+    assert 0.5 <= t["age_gyr"].min() and t["age_gyr"].max() <= 13.5
+    assert 0.5 <= t["distance_kpc"].min() and t["distance_kpc"].max() <= 15.0
+    assert 0.2 < t["is_red_clump"].mean() < 0.4
+    rc = t["is_red_clump"]
+    assert abs(np.median(t["logg"][rc]) - 2.45) < 0.15
+    # the mass-age relation holds: old stars are low-mass
+    assert np.corrcoef(np.log(t["mass"]), np.log(t["age_gyr"]))[0, 1] < -0.8
+
+
+def _digest(directory):
+    h = {}
+    for p in sorted(directory.rglob("*")):
+        if p.is_file():
+            h[str(p.relative_to(directory))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return h
+
+
+def test_same_seed_gives_identical_files(tmp_path):
+    make_mock_survey(tmp_path / "a", n_stars=120, seed=3)
+    make_mock_survey(tmp_path / "b", n_stars=120, seed=3)
+    make_mock_survey(tmp_path / "c", n_stars=120, seed=4)
+    da, db, dc = _digest(tmp_path / "a"), _digest(tmp_path / "b"), _digest(tmp_path / "c")
+    assert da == db and len(da) == 7
+    assert da["truth.h5"] != dc["truth.h5"]
+
+
+def test_bad_arguments_raise_clear_errors(tmp_path, capsys):
+    with pytest.raises(StarfmInputError, match="n-stars"):
+        make_mock_survey(tmp_path, n_stars=10)
+    with pytest.raises(StarfmInputError, match="xp-format"):
+        make_mock_survey(tmp_path, n_stars=100, xp_format="xml")
+    assert cli(["--n-stars", "3", "--out-dir", str(tmp_path)]) == 1
+    assert "n-stars" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli(["--help"])
+    assert exc.value.code == 0
