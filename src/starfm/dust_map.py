@@ -119,39 +119,66 @@ def interpolate_ebv(curves: np.ndarray, row: np.ndarray, distance_kpc: np.ndarra
     ``curves`` is (n_rows, 120) E(B-V) at :data:`DISTMODS`; ``row`` broadcasts against
     ``distance_kpc`` (e.g. shape (n_stars, 1) against (n_stars, n_samples)). This is mwdust's
     k=1 ``InterpolatedUnivariateSpline`` evaluated by FITPACK's ``splev`` (ext=0), written out:
-    interval l with t[l] <= dm < t[l+1] (first/last interval outside the grid: linear
-    extrapolation), value c[l]*(f*(t[l+1]-dm)) + c[l+1]*(f*(dm-t[l])) with f = 1/(t[l+1]-t[l]),
-    the same operations in the same order, so it agrees with mwdust to the last bit.
+    dm = 5 log10(d) + 10; interval l with t[l] <= dm < t[l+1] (first/last interval outside the
+    grid: linear extrapolation); value c[l]*(f*(t[l+1]-dm)) + c[l+1]*(f*(dm-t[l])), f = 1/0.125.
+    The result is bit-identical to mwdust's (why: the note after this function).
     """
     curves = np.ascontiguousarray(curves, dtype=np.float64)
     if curves.ndim != 2 or curves.shape[1] != len(DISTMODS):
         raise ValueError(f"curves must be (n, {len(DISTMODS)}), got {curves.shape}")
-    row = np.asarray(row)
+    row = np.asarray(row, dtype=np.intp)
+    distance = np.asarray(distance_kpc, dtype=np.float64)
+    shape = np.broadcast_shapes(row.shape, distance.shape)
+    if np.any(row < 0):          # outside the map: an appended all-NaN line of sight (a copy;
+        # callers evaluating many chunks use Combined19Map.lines_of_sight, which has it already)
+        curves = np.concatenate([curves, np.full((1, len(DISTMODS)), np.nan)])
+        row = np.where(row < 0, len(curves) - 1, row)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dm = 5.0 * np.log10(np.asarray(distance_kpc, dtype=np.float64)) + 10.0
-    row, dm = np.broadcast_arrays(row, dm)
-    outside = row < 0
-    idx = _interval(dm)
-    flat = np.where(outside, 0, row).astype(np.intp) * len(DISTMODS)
-    flat += idx
+        g = np.log10(np.broadcast_to(distance, shape))
+    g *= 5.0
+    g += 10.0                    # g = dm, exactly mwdust's 5.*numpy.log10(ds)+10.
+    g -= DISTMODS[0]
+    g *= _INV_STEP               # g = 8 (dm - 4): position on the grid, exact for dm >= 2
+    rare = g <= -16.0            # dm <= 2 (d <= 25 pc) or d == 0: evaluated literally below
+    k = np.floor(g)
+    np.fmax(k, 0.0, out=k)       # NaN -> 0 (the result stays NaN through g)
+    np.fmin(k, float(_LAST_INTERVAL), out=k)
+    flat = k.astype(np.intp)
+    flat += row * len(DISTMODS)
     values = curves.ravel()
-    # knots from the index: exact, as the grid is 4 + 0.125 k (asserted at import)
-    t_lo = idx * _STEP + DISTMODS[0]
-    t_hi = t_lo + _STEP
-    ebv = values[flat] * (_INV_STEP * (t_hi - dm))
-    ebv += values[flat + 1] * (_INV_STEP * (dm - t_lo))
-    ebv[outside] = np.nan
+    ebv = values[flat]
+    flat += 1
+    upper = values[flat]
+    del flat
+    g -= k                       # weight of c[l+1]: 8 (dm - t[l])
+    upper *= g
+    np.subtract(1.0, g, out=k)   # weight of c[l]: 8 (t[l+1] - dm)
+    ebv *= k
+    ebv += upper
+    if rare.any():
+        ebv[rare] = _interpolate_literal(curves, np.broadcast_to(row, shape)[rare],
+                                         np.broadcast_to(distance, shape)[rare])
     return ebv
 
 
-def _interval(dm: np.ndarray) -> np.ndarray:
-    """Index l of the knot interval FITPACK uses for ``dm`` (NaN -> 0; the result is NaN anyway)."""
-    guess = np.floor((dm - DISTMODS[0]) * _INV_STEP)
-    idx = np.fmin(np.fmax(guess, 0.0), float(_LAST_INTERVAL)).astype(np.intp)
-    # the guess can be one off where (dm - 4) * 8 rounds across a knot: fix with exact compares
-    idx -= (dm < DISTMODS[idx]) & (idx > 0)
-    idx += (dm >= DISTMODS[idx + 1]) & (idx < _LAST_INTERVAL)
-    return idx
+def _interpolate_literal(curves: np.ndarray, row: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """FITPACK's k=1 evaluation, operation by operation (the slow path, for dm < 2)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dm = 5.0 * np.log10(distance) + 10.0
+        k = np.fmin(np.fmax(np.floor((dm - DISTMODS[0]) * _INV_STEP), 0.0), _LAST_INTERVAL)
+        t_lo = DISTMODS[0] + k * _STEP
+        t_hi = t_lo + _STEP
+        idx = k.astype(np.intp) + row * len(DISTMODS)
+        values = curves.ravel()
+        return values[idx] * (_INV_STEP * (t_hi - dm)) + values[idx + 1] * (_INV_STEP * (dm - t_lo))
+
+
+# Why the fast path is exact (dm >= 2): dm - 4 is exact (Sterbenz for dm < 8; above, 4 is a
+# multiple of ulp(dm)), and so is x 8. With t[l] = 4 + k/8, the exact values 8 (dm - t[l]) and
+# 8 (t[l+1] - dm) are representable (multiples of ulp(dm), smaller in magnitude than 2^53 of
+# them), so g - k and 1 - (g - k) are computed exactly and equal FITPACK's f*(x - t[l]) and
+# f*(t[l+1] - x) bit for bit. Below dm = 2, dm - 4 can round, so those points take the literal
+# path. tests/test_dust_map.py checks this against scipy and mwdust, knots included.
 
 
 # ---------------------------------------------------------------- the map
@@ -295,6 +322,20 @@ class Combined19Map:
                                    f"re-download it from {COMBINED19_URL}") from exc
         return out
 
+    def lines_of_sight(self, glon, glat) -> tuple[np.ndarray, np.ndarray]:
+        """The curves (l, b) need, compactly: ``(curves, row)`` for :func:`interpolate_ebv`.
+
+        ``curves`` holds each distinct pixel once plus a last all-NaN row, which ``row`` points
+        at for (l, b) outside the map; so every later evaluation is a plain gather.
+        """
+        pix = self.pixel_index(glon, glat)
+        covered = pix >= 0
+        unique, inverse = np.unique(pix[covered], return_inverse=True)
+        curves = np.concatenate([self.curves(unique), np.full((1, len(DISTMODS)), np.nan)])
+        row = np.full(pix.shape, len(unique), dtype=np.intp)
+        row[covered] = inverse.ravel()
+        return curves, row
+
     def __call__(self, glon, glat, distance_kpc) -> np.ndarray:
         """E(B-V) at (l, b, d) [deg, deg, kpc], like ``mwdust.Combined19()(l, b, d)``.
 
@@ -304,9 +345,5 @@ class Combined19Map:
             np.atleast_1d(np.asarray(glon, dtype=np.float64)),
             np.atleast_1d(np.asarray(glat, dtype=np.float64)),
             np.atleast_1d(np.asarray(distance_kpc, dtype=np.float64)))
-        pix = self.pixel_index(glon, glat)
-        covered = pix >= 0
-        unique, inverse = np.unique(pix[covered], return_inverse=True)
-        row = np.full(pix.shape, -1, dtype=np.int64)
-        row[covered] = inverse.ravel()
-        return interpolate_ebv(self.curves(unique), row, distance_kpc)
+        curves, row = self.lines_of_sight(glon, glat)
+        return interpolate_ebv(curves, row, distance_kpc)
