@@ -187,8 +187,7 @@ def _calibrate_rows(bp, rp, n_relevant=55):
         "rp_coefficient_correlations": [np.zeros(1485)] * n})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        spectra, sampling = calibrate(df, save_file=False, disable_info=True) if "disable_info" in \
-            calibrate.__code__.co_varnames else calibrate(df, save_file=False)
+        spectra, sampling = calibrate(df, save_file=False)
     return np.stack(spectra["flux"].to_numpy()), np.asarray(sampling)
 
 
@@ -232,8 +231,6 @@ def test_stored_noisy_coefficients_calibrate_close_to_truth(mock):
 
 def test_mwdust_combined19_reads_the_map_and_gives_the_truth_ebv(mock):
     t = mock["truth"]
-    with fits.open(mock["paths"]["allstar"]):
-        pass
     sel = np.arange(0, len(t["ebv"]), 8)
     payload = json.dumps({"l": t["glon"][sel].tolist(), "b": t["glat"][sel].tolist(),
                           "d": t["distance_kpc"][sel].tolist()})

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 ALLSTAR_NAME = "allStar-dr17-synspec_rev1.fits"
 DISTMASS_NAME = "APOGEE_DistMass-DR17_v1.6.1.fits"
-XP_FORMATS = ("votable", "fits", "csv", "ecsv")
+XP_FORMATS = ("votable", "votable_plain", "fits", "csv", "ecsv")   # as MockGaiaArchive serves
 MIN_STARS = 50
 CHUNK_SIZE = 50_000
 
