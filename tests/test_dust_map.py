@@ -4,7 +4,6 @@ mwdust reads DUST_DIR when it is imported, so it runs in a subprocess pointed at
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -227,3 +226,14 @@ def test_dust_dir_defaults_to_environment(tmp_path, monkeypatch):
     theta, phi = healpy.pix2ang(1, [3, 5], nest=True)
     ebv = m(np.degrees(phi), 90 - np.degrees(theta), 2.0)
     assert ebv[0] == 1.0 and np.isnan(ebv[1])
+
+
+def test_a_level_without_pixels_is_skipped():
+    """nside 16 and 64 but no 32 (mwdust raises IndexError there): the finest match still wins."""
+    coarse = np.arange(12 * 16 ** 2)
+    fine = np.arange(16)                                  # the 64-children of coarse pixels 0..3
+    m = Combined19Map(np.r_[np.full(len(coarse), 16), np.full(16, 64)], np.r_[coarse, fine],
+                      best_fit=np.ones((len(coarse) + 16, len(DISTMODS))))
+    theta, phi = healpy.pix2ang(64, [5, 100], nest=True)  # 5: a fine pixel; 100: coarse 6
+    pix = m.pixel_index(np.degrees(phi), 90 - np.degrees(theta))
+    assert pix.tolist() == [len(coarse) + 5, 6]

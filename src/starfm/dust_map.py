@@ -70,8 +70,9 @@ def ang2pix_nest(nside: int, theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
     A vectorised transcription of the arithmetic of mwdust's ``util.healpix.ang2pix(nest=True)``
     (its C code follows Koike's port of Gorski et al. 2005): the same floating-point operations
     in the same order, so points on pixel edges land in the same pixel as in mwdust, which is
-    not always healpy's choice. Longitudes outside [0, 2pi) wrap. Non-finite input gives an
-    undefined pixel in mwdust; here it gives -1.
+    not always healpy's choice. Longitudes outside [0, 2pi) wrap, but as in mwdust a negative
+    longitude in the polar caps (|b| > 41.8 deg) lands in another pixel than healpy's (GLON
+    from allStar is in [0, 360)). Non-finite input gives an undefined pixel in mwdust; here -1.
     """
     theta = np.atleast_1d(np.asarray(theta, dtype=np.float64))
     phi = np.atleast_1d(np.asarray(phi, dtype=np.float64))
@@ -173,18 +174,19 @@ def _interpolate_literal(curves: np.ndarray, row: np.ndarray, distance: np.ndarr
         return values[idx] * (_INV_STEP * (t_hi - dm)) + values[idx + 1] * (_INV_STEP * (dm - t_lo))
 
 
-# Why the fast path is exact (dm >= 2): dm - 4 is exact (Sterbenz for dm < 8; above, 4 is a
-# multiple of ulp(dm)), and so is x 8. With t[l] = 4 + k/8, the exact values 8 (dm - t[l]) and
-# 8 (t[l+1] - dm) are representable (multiples of ulp(dm), smaller in magnitude than 2^53 of
-# them), so g - k and 1 - (g - k) are computed exactly and equal FITPACK's f*(x - t[l]) and
-# f*(t[l+1] - x) bit for bit. Below dm = 2, dm - 4 can round, so those points take the literal
-# path. tests/test_dust_map.py checks this against scipy and mwdust, knots included.
+# Why the fast path is exact for dm > 2: dm - 4 is then exact (Sterbenz below 8; above, 4 is
+# a multiple of ulp(dm)) and so is the product by 8, giving g. With t[l] = 4 + k/8, the true
+# values 8 (dm - t[l]) and 8 (t[l+1] - dm) are multiples of 8 ulp(dm), fewer than 2^53 of
+# them, so they are representable: g - k and 1 - (g - k), whose exact results they are, equal
+# FITPACK's f*(x - t[l]) and f*(t[l+1] - x) bit for bit. Below dm = 2 (d < 25 pc) dm - 4 can
+# round, so those points take the literal path. tests/test_dust_map.py checks this against
+# scipy and mwdust, at and next to every knot.
 
 
 # ---------------------------------------------------------------- the map
 
 class Combined19Map:
-    """The Combined19 map (Bovy et al. 2016 + Green et al. 2019 + Marshall/Drimmel), vectorised.
+    """The Combined19 map (Drimmel et al. 2003, Marshall et al. 2006, Green et al. 2019), vectorised.
 
     Same answers as ``mwdust.Combined19(filter=None)``: E(B-V) on the SFD scale, NaN where no
     pixel covers (l, b). Pixel lookup (:meth:`pixel_index`) and the interpolation in distance
@@ -226,7 +228,7 @@ class Combined19Map:
         path = Path(path)
         if not path.exists():
             raise StarfmInputError(
-                f"{path}: Combined19 dust map not found. Download it (about 1.6 GB) from "
+                f"{path}: Combined19 dust map not found. Download it from "
                 f"{COMBINED19_URL} into <DUST_DIR>/combined19/combine19.h5 (or run "
                 f"`python -c 'import mwdust; mwdust.Combined19()'` with DUST_DIR set), then point "
                 f"the pipeline at DUST_DIR with the environment variable DUST_DIR or the config key "

@@ -246,8 +246,13 @@ def _check_parallax_units(plx: np.ndarray, plx_err: np.ndarray, corrected: np.nd
 
 @run_cli
 def cli(argv=None) -> int:
-    parser = stage_parser("dust", "Monte Carlo ln E(B-V) per star from the Combined19 3-D dust "
-                          "map over samples of the parallax (median and mad_std of ln E(B-V)).")
+    parser = stage_parser(
+        "dust", "Monte Carlo ln E(B-V) per star from the Combined19 3-D dust map (mwdust's file, "
+        "evaluated exactly as mwdust.Combined19 does). For each distinct nonzero "
+        "GAIAEDR3_SOURCE_ID: N distances d = 1/N(parallax_corrected, parallax_error) kpc; a star "
+        "with raw parallax <= 0 but good astrometry gets the fixed far distance; d <= 0, no "
+        "parallax, outside the map, E(B-V) > 10 or < 0 -> NaN; E(B-V) = 0 -> e^-7. Writes the "
+        "median and astropy mad_std of ln E(B-V) over the valid samples and their number.")
     parser.add_argument("--allstar", required=True, help="APOGEE allStar FITS (GAIAEDR3_SOURCE_ID, "
                         "GLON, GLAT)")
     parser.add_argument("--gaia-source", required=True, help="gaia_source.h5 (source_id, parallax, "
