@@ -1,0 +1,366 @@
+"""Stage ``train``: fit the foundation model on the train split of ``dataset.h5`` (SPEC §3).
+
+Each epoch every training star gets a fresh random context (5-64 of its present tokens)
+and ``n_requests`` requested tokens drawn among its present tokens (a request may or may
+not be in the context, as in Leung & Bovy 2024 §5). Label tokens are up-weighted in the
+request draw (``label_weight``): with uniform draws the 110 XP coefficients would take
+~93% of the requests and mass/age, the science targets, ~1.5% each. BP-RP and J-K are
+never requested (``never_request``), as in the paper, so that figure 18 can test colours
+never trained as outputs.
+
+Validation loss is computed on a held-out slice of the TRAIN split (never the test split)
+with a fixed draw of contexts and requests, so it is comparable from epoch to epoch.
+Every epoch ends with an atomic checkpoint (model, optimiser, scheduler, grad scaler, RNG
+states, loss log); a killed run restarts where it stopped. Randomness is derived from
+(seed, epoch), so a resumed run reproduces an uninterrupted one exactly on CPU.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from starfm import io, tokens
+from starfm.cli_common import run_cli, setup_logging, stage_parser
+from starfm.model import (ModelConfig, StarModel, gaussian_nll, model_config, sample_context,
+                          sample_requests)
+
+log = logging.getLogger("starfm.train")
+
+# Tokens whose request probability ``label_weight`` multiplies (the catalogue labels).
+LABEL_TOKENS = ("teff", "logg", "m_h", "mass", "ln_age")
+LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; defaults are the paper's except where noted."""
+
+    epochs: int = 4096
+    batch_size: int = 1024
+    lr: float = 1e-4
+    weight_decay: float = 0.01              # AdamW's default
+    seed: int = 3
+    t0_epochs: int = 512                    # cosine cycle; a run shorter than a cycle uses one cycle
+    eta_min: float = 1e-10
+    val_fraction: float = 0.1               # of the train split, held out for the validation loss
+    n_requests: int = 8                     # requested tokens per star per step (ours)
+    label_weight: float = 4.0               # request up-weighting of LABEL_TOKENS (ours)
+    never_request: tuple[str, ...] = ("bp_rp", "j_k")
+
+    def cycle_epochs(self) -> int:
+        return max(1, min(self.t0_epochs, self.epochs))
+
+    def request_weight(self) -> torch.Tensor:
+        w = torch.ones(len(tokens.VOCABULARY))
+        w[tokens.index(list(LABEL_TOKENS))] = self.label_weight
+        w[tokens.index(list(self.never_request))] = 0.0
+        return w
+
+
+# ---- data -----------------------------------------------------------------------------
+
+def load_training_data(path: str | Path) -> dict:
+    """Standardised train-split tensors and the standardisation, with clear input errors."""
+    path = Path(path)
+    table = io.read_table(path, ["values", "errors", "is_test"])
+    try:
+        attrs = io.read_attrs(path)
+    except OSError as exc:
+        raise io.StarfmInputError(f"{path}: cannot read attributes ({exc})") from exc
+    io.require_columns(attrs, ["vocabulary", "token_median", "token_mad_std"], f"{path} (attributes)")
+    vocabulary = [str(v) for v in np.asarray(attrs["vocabulary"]).tolist()]
+    if vocabulary != tokens.VOCABULARY:
+        raise io.StarfmInputError(f"{path}: attribute 'vocabulary' differs from starfm.tokens.VOCABULARY")
+    values, errors = table["values"], table["errors"]
+    n_tok = len(vocabulary)
+    if values.ndim != 2 or values.shape[1] != n_tok or errors.shape != values.shape:
+        raise io.StarfmInputError(f"{path}: 'values'/'errors' must be (n, {n_tok}); got "
+                                  f"{values.shape} and {errors.shape}")
+    if np.isinf(values).any() or not np.isfinite(np.nan_to_num(errors)).all():
+        raise io.StarfmInputError(f"{path}: 'values'/'errors' hold infinities (absent must be NaN)")
+    if (np.nan_to_num(errors) < 0).any():
+        raise io.StarfmInputError(f"{path}: 'errors' has negative entries")
+    train = ~table["is_test"].astype(bool)
+    io.require_rows(int(train.sum()), f"{path} (train split)")
+    median = np.asarray(attrs["token_median"], np.float64)
+    spread = np.asarray(attrs["token_mad_std"], np.float64)
+    values, errors = values[train], errors[train]
+    present = np.isfinite(values)
+    if not present.any():
+        raise io.StarfmInputError(f"{path}: every value of the train split is NaN")
+    absent_targets = [t for t in ("mass", "ln_age") if not present[:, tokens.TOKEN_INDEX[t]].any()]
+    if absent_targets:
+        raise io.StarfmInputError(f"{path}: token(s) {absent_targets} are NaN for every training star")
+    bad = present.any(0) & ~(np.isfinite(median) & np.isfinite(spread) & (spread > 0))
+    if bad.any():
+        names = [vocabulary[i] for i in np.flatnonzero(bad)]
+        raise io.StarfmInputError(f"{path}: token_median/token_mad_std not finite and positive "
+                                  f"for present token(s) {names}")
+    # tokens absent from the train split never enter the model; keep their scale harmless
+    median = np.where(np.isfinite(median), median, 0.0)
+    spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+    keep = present.any(1)                    # a star without any token teaches nothing
+    if not keep.all():
+        log.info("dropping %d training stars without any token", int((~keep).sum()))
+    x = ((values[keep] - median) / spread).astype(np.float32)
+    e = (np.nan_to_num(errors[keep]) / spread).astype(np.float32)
+    return {"x": torch.from_numpy(x), "e": torch.from_numpy(e), "median": median,
+            "mad_std": spread, "vocabulary": vocabulary}
+
+
+def _split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = min(n - 1, max(1, int(round(fraction * n)))) if n > 1 else 0
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+# ---- device and precision -------------------------------------------------------------
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise io.StarfmInputError("--device cuda: no CUDA device is available (use auto or cpu)")
+    if device not in ("cpu", "cuda"):
+        raise io.StarfmInputError(f"--device {device}: choose auto, cpu or cuda")
+    return torch.device(device)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on CUDA when supported, else fp16 (with a grad scaler); None = fp32 (CPU)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+# ---- one optimisation step (shared with benchmarks/train_throughput.py) ----------------
+
+def draw_batch(x, e, cfg: ModelConfig, n_requests: int, request_weight, generator):
+    """Context and requests for a batch of standardised stars (vectorised, on x's device)."""
+    present = torch.isfinite(x)
+    ctx_token, ctx_pad = sample_context(present, cfg.context_min, cfg.context_max, generator)
+    req_token, req_valid = sample_requests(present, n_requests, request_weight, generator)
+    return {"ctx_token": ctx_token, "ctx_value": x.gather(1, ctx_token), "ctx_pad": ctx_pad,
+            "req_token": req_token, "y": x.gather(1, req_token), "y_err": e.gather(1, req_token),
+            "req_valid": req_valid}
+
+
+def batch_loss(model: StarModel, batch: dict, amp_dtype: torch.dtype | None) -> torch.Tensor:
+    device_type = batch["ctx_token"].device.type
+    with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        mean, log_var = model(batch["ctx_token"], batch["ctx_value"], batch["ctx_pad"],
+                              batch["req_token"])
+    return gaussian_nll(batch["y"], mean, log_var, batch["y_err"], batch["req_valid"])
+
+
+def train_step(model, optimizer, scaler, batch, amp_dtype) -> float:
+    model.train()
+    loss = batch_loss(model, batch, amp_dtype)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return float(loss.detach())
+
+
+# ---- the stage ------------------------------------------------------------------------
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + stream) % (2**63)
+
+
+@torch.no_grad()
+def _validation_loss(model, x, e, cfg, tcfg, request_weight, amp_dtype) -> float:
+    model.eval()
+    gen = torch.Generator(device=x.device).manual_seed(_epoch_seed(tcfg.seed, 0, 99))  # same draw every epoch
+    total, count = 0.0, 0
+    for start in range(0, len(x), tcfg.batch_size):
+        batch = draw_batch(x[start:start + tcfg.batch_size], e[start:start + tcfg.batch_size], cfg,
+                           tcfg.n_requests, request_weight, gen)
+        n = int(batch["req_valid"].sum())
+        total += float(batch_loss(model, batch, amp_dtype)) * n
+        count += n
+    return total / max(count, 1)
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    with io.atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _save(obj, path: Path) -> None:
+    with io.atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
+          checkpoint: str | Path | None = None, size: str | ModelConfig = "small",
+          config: TrainConfig | None = None, device: str = "auto",
+          max_epochs_this_run: int | None = None, progress: bool = True) -> dict:
+    """Train on ``dataset`` (dataset.h5); write the model to ``out`` and the loss log to ``loss_log``.
+
+    With ``checkpoint``, state is saved there after every epoch and a matching checkpoint
+    is resumed. ``size`` names an entry of ``starfm.model.SIZES`` (or is a ModelConfig).
+    ``max_epochs_this_run`` stops after that many epochs of this call (the
+    checkpoint then holds the state; ``out`` is written only when all epochs are done).
+    Returns a summary dict (epochs done, final losses, whether finished).
+    """
+    tcfg = config or TrainConfig()
+    mcfg = size if isinstance(size, ModelConfig) else model_config(size)
+    size = size if isinstance(size, str) else "custom"
+    dev = resolve_device(device)
+    amp_dtype = autocast_dtype(dev)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # as the paper (TF32 matmuls)
+    data = load_training_data(dataset)
+    train_idx, val_idx = _split_validation(len(data["x"]), tcfg.val_fraction, tcfg.seed)
+    x, e = data["x"].to(dev), data["e"].to(dev)
+    x_tr, e_tr = x[train_idx], e[train_idx]
+    x_val, e_val = x[val_idx], e[val_idx]
+    request_weight = tcfg.request_weight().to(dev)
+    log.info("training %s model on %d stars (validation %d) on %s%s", size, len(x_tr), len(x_val),
+             dev, f" with {amp_dtype} autocast" if amp_dtype else " in fp32")
+
+    torch.manual_seed(tcfg.seed)
+    model = StarModel(mcfg).to(dev)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=tcfg.cycle_epochs(), eta_min=tcfg.eta_min)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+    fingerprint = json.dumps({"model": mcfg.to_dict(), "train": dataclasses.asdict(tcfg),
+                              "n_train": len(x_tr), "n_val": len(x_val),
+                              "data_sum": float(torch.nan_to_num(data["x"]).double().sum())},
+                             sort_keys=True)
+    rows: list[dict] = []
+    start_epoch = 0
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint and checkpoint.exists():
+        try:
+            state = torch.load(checkpoint, map_location=dev, weights_only=True)
+        except Exception as exc:  # a corrupt checkpoint is not worth dying for: start afresh
+            log.warning("%s: unreadable checkpoint (%s); starting afresh", checkpoint, exc)
+            state = None
+        if state is not None and state.get("fingerprint") != fingerprint:
+            log.warning("%s: checkpoint of a different run (data or settings); starting afresh",
+                        checkpoint)
+            state = None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng_cpu"].cpu())
+            if dev.type == "cuda" and len(state["rng_cuda"]):
+                torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+            rows, start_epoch = list(state["log"]), int(state["epoch"])
+            log.info("resuming from %s after epoch %d", checkpoint, start_epoch)
+
+    stop = tcfg.epochs if max_epochs_this_run is None else min(tcfg.epochs,
+                                                              start_epoch + max_epochs_this_run)
+    bar = tqdm(range(start_epoch, stop), desc="train", unit="epoch", disable=not progress,
+               initial=start_epoch, total=tcfg.epochs)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        torch.manual_seed(_epoch_seed(tcfg.seed, epoch, 1))           # dropout stream
+        gen = torch.Generator(device=dev).manual_seed(_epoch_seed(tcfg.seed, epoch, 2))
+        order = torch.randperm(len(x_tr), generator=gen, device=dev)
+        lr = optimizer.param_groups[0]["lr"]
+        total, count = 0.0, 0
+        for start in range(0, len(order), tcfg.batch_size):
+            idx = order[start:start + tcfg.batch_size]
+            batch = draw_batch(x_tr[idx], e_tr[idx], mcfg, tcfg.n_requests, request_weight, gen)
+            n = int(batch["req_valid"].sum())
+            loss = train_step(model, optimizer, scaler, batch, amp_dtype)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}")
+            total += loss * n
+            count += n
+        scheduler.step()
+        val_loss = _validation_loss(model, x_val, e_val, mcfg, tcfg, request_weight, amp_dtype) \
+            if len(x_val) else float("nan")
+        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
+               "lr": lr, "seconds": time.perf_counter() - t0}
+        rows.append(row)
+        bar.set_postfix(train=f"{row['train_loss']:.4f}", val=f"{val_loss:.4f}")
+        log.info("epoch %d/%d train %.4f val %.4f lr %.3g (%.1f s)", epoch + 1, tcfg.epochs,
+                 row["train_loss"], val_loss, lr, row["seconds"])
+        _write_log(Path(loss_log), rows)
+        if checkpoint:
+            _save({"fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
+                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                   "scaler": scaler.state_dict(), "rng_cpu": torch.get_rng_state(),
+                   "rng_cuda": torch.cuda.get_rng_state_all() if dev.type == "cuda" else [],
+                   "log": rows}, checkpoint)
+    bar.close()
+
+    done = len(rows) >= tcfg.epochs
+    if rows:
+        _write_log(Path(loss_log), rows)
+    if done:
+        _save({"format": "starfm-model-1",
+               "model_config": mcfg.to_dict(), "size": size,
+               "state_dict": {k: v.detach().float().cpu() for k, v in model.state_dict().items()},
+               "vocabulary": list(data["vocabulary"]),
+               "token_median": torch.tensor(data["median"]),
+               "token_mad_std": torch.tensor(data["mad_std"]),
+               "train_config": json.dumps(dataclasses.asdict(tcfg)),
+               "history": rows}, Path(out))
+        log.info("wrote %s", out)
+    return {"epochs_done": len(rows), "finished": done,
+            "train_loss": rows[-1]["train_loss"] if rows else float("nan"),
+            "val_loss": rows[-1]["val_loss"] if rows else float("nan"), "history": rows}
+
+
+@run_cli
+def cli(argv=None) -> int:
+    p = stage_parser("train", "Train the transformer foundation model on the train split of "
+                     "dataset.h5 (SPEC §3). Resumes from --checkpoint when it matches the run.")
+    d = TrainConfig()
+    p.add_argument("--dataset", required=True, help="dataset.h5 written by the assemble stage")
+    p.add_argument("--size", default="small", choices=["small", "paper"],
+                   help="model dimensions (starfm.model.SIZES); paper = SPEC §3")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (paper 4096)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="stars per step (paper 1024)")
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (start of each cycle)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation and every draw")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto = CUDA with mixed precision when available, else CPU fp32")
+    p.add_argument("--t0-epochs", type=int, default=d.t0_epochs,
+                   help="epochs per cosine cycle (capped at --epochs)")
+    p.add_argument("--n-requests", type=int, default=d.n_requests, help="requested tokens per star per step")
+    p.add_argument("--label-weight", type=float, default=d.label_weight,
+                   help=f"request up-weighting of {', '.join(LABEL_TOKENS)}")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="share of the train split held out for the validation loss")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (written every epoch; resumed)")
+    p.add_argument("--max-epochs-this-run", type=int, default=None,
+                   help="stop after this many epochs of this call (resume later from --checkpoint)")
+    p.add_argument("--loss-log", required=True, help="CSV: epoch, train_loss, val_loss, lr, seconds")
+    p.add_argument("--out", required=True, help="trained model file (model.pt)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    setup_logging(args.log, args.verbose)
+    for name in ("epochs", "batch_size", "n_requests"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0 <= args.val_fraction < 1:
+        p.error("--val-fraction must be in [0, 1)")
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      t0_epochs=args.t0_epochs, n_requests=args.n_requests,
+                      label_weight=args.label_weight, val_fraction=args.val_fraction)
+    train(args.dataset, args.out, args.loss_log, args.checkpoint, args.size, cfg, args.device,
+          args.max_epochs_this_run, progress=not args.no_progress)
+    return 0

@@ -1,0 +1,176 @@
+"""The train stage: seeding, resume equivalence, the loss log, input errors, and learning."""
+from __future__ import annotations
+
+import csv
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from starfm import io, tokens
+from starfm import train as T
+from starfm.model import ModelConfig
+from synthetic_dataset import trained_synthetic_model, write_synthetic_dataset
+
+TINY = ModelConfig(d_model=16, n_heads=2, encoder_ff=(32, 32), decoder_ff=(32, 32),
+                   head_hidden=(32,), dropout=0.1)   # dropout on: its RNG stream must resume too
+CFG = T.TrainConfig(epochs=2, batch_size=128, lr=1e-3, n_requests=4, seed=11)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # 2 shared cores: intra-op threads only add contention at these sizes
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "dataset.h5", n_stars=500, seed=1)
+
+
+def _run(dataset, d, cfg=CFG, **kw):
+    d.mkdir(parents=True, exist_ok=True)
+    return T.train(dataset, d / "model.pt", d / "log.csv", d / "ckpt.pt", TINY, cfg, "cpu",
+                   progress=False, **kw)
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def _log(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(small_dataset, tmp_path_factory):
+    d = tmp_path_factory.mktemp("full")
+    return d, _run(small_dataset, d)
+
+
+def test_uninterrupted_run_writes_model_log_and_checkpoint(uninterrupted):
+    d, summary = uninterrupted
+    assert summary["finished"] and summary["epochs_done"] == 2
+    rows = _log(d / "log.csv")
+    assert list(rows[0]) == list(T.LOG_COLUMNS) and [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(np.isfinite(float(r[c])) for r in rows for c in ("train_loss", "val_loss", "seconds"))
+    assert float(rows[0]["lr"]) == pytest.approx(CFG.lr)
+    assert float(rows[1]["lr"]) < CFG.lr                       # cosine annealing moves on
+    assert torch.load(d / "ckpt.pt", weights_only=True)["epoch"] == 2
+    model = torch.load(d / "model.pt", weights_only=True)
+    assert model["vocabulary"] == tokens.VOCABULARY
+    assert model["token_mad_std"].shape == (120,)
+
+
+def test_resume_matches_uninterrupted(small_dataset, uninterrupted, tmp_path):
+    full_dir, _ = uninterrupted
+    first = _run(small_dataset, tmp_path, max_epochs_this_run=1)
+    assert not first["finished"] and not (tmp_path / "model.pt").exists()
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["epoch"] == 1
+    second = _run(small_dataset, tmp_path)                     # a fresh process would do the same
+    assert second["finished"]
+    a, b = _weights(full_dir / "model.pt"), _weights(tmp_path / "model.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    for ra, rb in zip(_log(full_dir / "log.csv"), _log(tmp_path / "log.csv"), strict=True):
+        assert (ra["train_loss"], ra["val_loss"], ra["lr"]) == (rb["train_loss"], rb["val_loss"], rb["lr"])
+
+
+def test_seed_determines_the_loss_curve(small_dataset, uninterrupted, tmp_path):
+    full_dir, full = uninterrupted
+    again = _run(small_dataset, tmp_path / "same")
+    assert [r["train_loss"] for r in again["history"]] == [r["train_loss"] for r in full["history"]]
+    assert [r["val_loss"] for r in again["history"]] == [r["val_loss"] for r in full["history"]]
+    other = _run(small_dataset, tmp_path / "other", T.TrainConfig(**{**CFG.__dict__, "seed": 12}))
+    assert other["history"][0]["train_loss"] != full["history"][0]["train_loss"]
+
+
+def test_checkpoint_of_another_run_is_not_resumed(small_dataset, uninterrupted, tmp_path):
+    full_dir, full = uninterrupted
+    _run(small_dataset, tmp_path, T.TrainConfig(**{**CFG.__dict__, "lr": 5e-4}), max_epochs_this_run=1)
+    resumed = _run(small_dataset, tmp_path)                    # settings changed: start afresh
+    assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in full["history"]]
+
+
+def test_test_split_is_never_used(small_dataset, uninterrupted, tmp_path):
+    full_dir, _ = uninterrupted
+    altered = tmp_path / "altered.h5"
+    altered.write_bytes(small_dataset.read_bytes())
+    with h5py.File(altered, "r+") as f:
+        values = f["values"][()]
+        values[f["is_test"][()]] = 123.0                      # garbage in every test star
+        f["values"][...] = values
+    _run(altered, tmp_path / "run", T.TrainConfig(**{**CFG.__dict__, "epochs": 1}))
+    ref = _run(small_dataset, tmp_path / "ref", T.TrainConfig(**{**CFG.__dict__, "epochs": 1}))
+    assert ref["finished"]
+    a, b = _weights(tmp_path / "ref" / "model.pt"), _weights(tmp_path / "run" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _edit(src, dst, fn):
+    dst.write_bytes(src.read_bytes())
+    with h5py.File(dst, "r+") as f:
+        fn(f)
+    return dst
+
+
+def test_bad_inputs_raise_clear_errors(small_dataset, tmp_path):
+    with pytest.raises(io.StarfmInputError, match="not found"):
+        T.load_training_data(tmp_path / "missing.h5")
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not hdf5")
+    with pytest.raises(io.StarfmInputError, match="junk.h5"):
+        T.load_training_data(junk)
+    no_vocab = _edit(small_dataset, tmp_path / "a.h5", lambda f: f.attrs.__delitem__("vocabulary"))
+    with pytest.raises(io.StarfmInputError, match="vocabulary"):
+        T.load_training_data(no_vocab)
+
+    def all_test(f):
+        f["is_test"][...] = True
+    with pytest.raises(io.StarfmInputError, match="empty"):
+        T.load_training_data(_edit(small_dataset, tmp_path / "b.h5", all_test))
+
+    def no_mass(f):
+        v = f["values"][()]
+        v[:, tokens.TOKEN_INDEX["mass"]] = np.nan
+        f["values"][...] = v
+    with pytest.raises(io.StarfmInputError, match="mass"):
+        T.load_training_data(_edit(small_dataset, tmp_path / "c.h5", no_mass))
+
+    def no_column(f):
+        del f["errors"]
+    with pytest.raises(io.StarfmInputError, match="errors"):
+        T.load_training_data(_edit(small_dataset, tmp_path / "d.h5", no_column))
+    with pytest.raises(io.StarfmInputError, match="cuda"):
+        T.resolve_device("cuda") if not torch.cuda.is_available() else (_ for _ in ()).throw(
+            io.StarfmInputError("cuda present; nothing to test"))
+
+
+def test_cli(small_dataset, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        T.cli(["--help"])
+    assert exc.value.code == 0 and "--checkpoint" in capsys.readouterr().out
+    args = ["--loss-log", str(tmp_path / "log.csv"), "--out", str(tmp_path / "model.pt")]
+    assert T.cli(["--dataset", str(tmp_path / "nope.h5"), *args]) == 1
+    assert "nope.h5" in capsys.readouterr().err
+    rc = T.cli(["--dataset", str(small_dataset), "--size", "small", "--epochs", "2", "--batch-size", "256",
+                "--device", "cpu", "--checkpoint", str(tmp_path / "ck.pt"), "--max-epochs-this-run", "1",
+                "--no-progress", *args])
+    assert rc == 0 and (tmp_path / "ck.pt").exists() and not (tmp_path / "model.pt").exists()
+
+
+def test_training_learns_the_synthetic_survey():
+    trained = trained_synthetic_model()
+    history = trained["summary"]["history"]
+    # validation loss must fall clearly: the first epoch already learns the easy (XP<->XP)
+    # correlations, so the remaining epochs must still gain > 0.1 nats per request
+    assert history[-1]["val_loss"] < history[0]["val_loss"] - 0.1
+    # mass from the 110 XP coefficients alone, test split; see trained_synthetic_model for the
+    # threshold (the median predictor's scatter is ~0.3 Msun)
+    assert trained["mass_scatter"] < 0.5 * trained["mass_scatter_median_predictor"]
