@@ -56,6 +56,7 @@ class TrainConfig:
     n_requests: int = 8                     # requested tokens per star per step (ours)
     label_weight: float = 4.0               # request up-weighting of LABEL_TOKENS (ours)
     never_request: tuple[str, ...] = ("bp_rp", "j_k")
+    length_chunks: int = 4                  # stars of a step run in chunks of similar context length
 
     def cycle_epochs(self) -> int:
         return max(1, min(self.t0_epochs, self.epochs))
@@ -155,17 +156,35 @@ def draw_batch(x, e, cfg: ModelConfig, n_requests: int, request_weight, generato
             "req_valid": req_valid}
 
 
-def batch_loss(model: StarModel, batch: dict, amp_dtype: torch.dtype | None) -> torch.Tensor:
+def batch_loss(model: StarModel, batch: dict, amp_dtype: torch.dtype | None,
+               length_chunks: int = 1) -> torch.Tensor:
+    """Mean loss of a batch. With ``length_chunks`` > 1 the stars are sorted by context length
+    and run in that many chunks, each cut to its own longest context: the same loss and
+    gradient (padding is masked) for less work on padding."""
     device_type = batch["ctx_token"].device.type
+    n_ctx = (~batch["ctx_pad"]).sum(1)
+    chunks = torch.argsort(n_ctx, stable=True).tensor_split(length_chunks) if length_chunks > 1 else [None]
+    means, log_vars, order = [], [], []
     with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        mean, log_var = model(batch["ctx_token"], batch["ctx_value"], batch["ctx_pad"],
-                              batch["req_token"])
-    return gaussian_nll(batch["y"], mean, log_var, batch["y_err"], batch["req_valid"])
+        for idx in chunks:
+            if idx is None:
+                idx = torch.arange(len(n_ctx), device=n_ctx.device)
+            if len(idx) == 0:
+                continue
+            length = int(n_ctx[idx].max().clamp(min=1))
+            mean, log_var = model(batch["ctx_token"][idx, :length], batch["ctx_value"][idx, :length],
+                                  batch["ctx_pad"][idx, :length], batch["req_token"][idx])
+            means.append(mean)
+            log_vars.append(log_var)
+            order.append(idx)
+    idx = torch.cat(order)
+    return gaussian_nll(batch["y"][idx], torch.cat(means), torch.cat(log_vars), batch["y_err"][idx],
+                        batch["req_valid"][idx])
 
 
-def train_step(model, optimizer, scaler, batch, amp_dtype) -> float:
+def train_step(model, optimizer, scaler, batch, amp_dtype, length_chunks: int = 1) -> float:
     model.train()
-    loss = batch_loss(model, batch, amp_dtype)
+    loss = batch_loss(model, batch, amp_dtype, length_chunks)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -188,7 +207,7 @@ def _validation_loss(model, x, e, cfg, tcfg, request_weight, amp_dtype) -> float
         batch = draw_batch(x[start:start + tcfg.batch_size], e[start:start + tcfg.batch_size], cfg,
                            tcfg.n_requests, request_weight, gen)
         n = int(batch["req_valid"].sum())
-        total += float(batch_loss(model, batch, amp_dtype)) * n
+        total += float(batch_loss(model, batch, amp_dtype, tcfg.length_chunks)) * n
         count += n
     return total / max(count, 1)
 
@@ -283,7 +302,7 @@ def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
             idx = order[start:start + tcfg.batch_size]
             batch = draw_batch(x_tr[idx], e_tr[idx], mcfg, tcfg.n_requests, request_weight, gen)
             n = int(batch["req_valid"].sum())
-            loss = train_step(model, optimizer, scaler, batch, amp_dtype)
+            loss = train_step(model, optimizer, scaler, batch, amp_dtype, tcfg.length_chunks)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}")
             total += loss * n
@@ -350,9 +369,12 @@ def cli(argv=None) -> int:
                    help="stop after this many epochs of this call (resume later from --checkpoint)")
     p.add_argument("--loss-log", required=True, help="CSV: epoch, train_loss, val_loss, lr, seconds")
     p.add_argument("--out", required=True, help="trained model file (model.pt)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     setup_logging(args.log, args.verbose)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     for name in ("epochs", "batch_size", "n_requests"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
