@@ -15,7 +15,8 @@ from synthetic_dataset import trained_synthetic_model, write_synthetic_dataset
 
 TINY = ModelConfig(d_model=16, n_heads=2, encoder_ff=(32, 32), decoder_ff=(32, 32),
                    head_hidden=(32,), dropout=0.1)   # dropout on: its RNG stream must resume too
-CFG = T.TrainConfig(epochs=2, batch_size=128, lr=1e-3, n_requests=4, seed=11)
+# 3 epochs: resuming after epoch 1 must restore the scheduler too (epoch 3's lr depends on it)
+CFG = T.TrainConfig(epochs=3, batch_size=128, lr=1e-3, n_requests=4, seed=11)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,13 +56,13 @@ def uninterrupted(small_dataset, tmp_path_factory):
 
 def test_uninterrupted_run_writes_model_log_and_checkpoint(uninterrupted):
     d, summary = uninterrupted
-    assert summary["finished"] and summary["epochs_done"] == 2
+    assert summary["finished"] and summary["epochs_done"] == 3
     rows = _log(d / "log.csv")
-    assert list(rows[0]) == list(T.LOG_COLUMNS) and [r["epoch"] for r in rows] == ["1", "2"]
+    assert list(rows[0]) == list(T.LOG_COLUMNS) and [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert all(np.isfinite(float(r[c])) for r in rows for c in ("train_loss", "val_loss", "seconds"))
     assert float(rows[0]["lr"]) == pytest.approx(CFG.lr)
     assert float(rows[1]["lr"]) < CFG.lr                       # cosine annealing moves on
-    assert torch.load(d / "ckpt.pt", weights_only=True)["epoch"] == 2
+    assert torch.load(d / "ckpt.pt", weights_only=True)["epoch"] == 3
     model = torch.load(d / "model.pt", weights_only=True)
     assert model["vocabulary"] == tokens.VOCABULARY
     assert model["token_mad_std"].shape == (120,)
