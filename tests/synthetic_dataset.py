@@ -21,7 +21,9 @@ Usage: ``write_synthetic_dataset(path, n_stars=3000, seed=0)``; or as a script
 """
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -162,6 +164,7 @@ def trained_synthetic_model() -> dict:
     from starfm.train import TrainConfig, train
 
     workdir = Path(tempfile.mkdtemp(prefix="starfm_trained_"))
+    atexit.register(shutil.rmtree, workdir, True)
     dataset = write_synthetic_dataset(workdir / "dataset.h5", n_stars=TRAINED_N_STARS, seed=2)
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
