@@ -26,3 +26,35 @@ def realdata_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"real-data fixtures not found at {path} (set STARFM_SHARED)")
     return path
+
+
+def run_snakemake(workdir: Path, config: dict, *args: str, name: str = "config.yaml"):
+    """Run this checkout's workflow in ``workdir`` with ``config`` (written to ``name``)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = workdir / name
+    cfg.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"),
+           "-d", str(workdir), "--configfile", str(cfg), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+
+
+def default_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """The default workflow (config.yaml as shipped: 20,000-star mock survey) run once, end to
+    end, with Snakemake in a temporary directory. Science and workflow tests read its outputs."""
+    workdir = tmp_path_factory.mktemp("default_run")
+    config = default_config()
+    out = run_snakemake(workdir, config)
+    if out.returncode != 0:
+        pytest.fail(f"default workflow failed:\n{out.stderr[-6000:]}")
+    return workdir, config
