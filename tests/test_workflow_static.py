@@ -167,3 +167,27 @@ def test_every_stage_has_a_helpful_help():
         assert "usage:" in out.stdout and "--log" in out.stdout, stage
     top = subprocess.run([sys.executable, "-m", "starfm", "--help"], capture_output=True, text=True)
     assert all(stage in top.stdout for stage in STAGES)
+
+
+SOURCE_MODULES = {"starfm.mock_survey", "starfm.mock_spectra", "starfm.sas_download",
+                  "starfm.gaia_archive"}
+
+
+def test_no_mock_branch_after_the_data_sources():
+    """Mock and real share every stage after the sources: no stage but the sources (and the
+    archive selection in the Gaia query CLI) imports the mock survey or tests for the mode."""
+    for stage, (target, _) in STAGES.items():
+        module = target.split(":")[0]
+        if module in SOURCE_MODULES:
+            continue
+        imported = _stage_modules(module) - {module}
+        if module == "starfm.gaia_query":
+            imported -= {"starfm.gaia_archive"}
+        assert not imported & {"starfm.mock_survey", "starfm.mock_spectra"}, stage
+        source = (ROOT / "src" / (module.replace(".", "/") + ".py")).read_text()
+        assert "mode" not in re.findall(r"config\[['\"](\w+)", source), stage
+    for name, body, path in _rules():
+        if path.name in ("sources.smk", "common.smk"):
+            continue
+        assert "MODE" not in body and "mock" not in body.replace("archive_args", ""), \
+            f"rule {name} branches on the mode; only sources.smk/common.smk may"
