@@ -18,6 +18,8 @@ rule assemble:
         truth=truth_arg,
     log:
         R("logs/assemble.log"),
+    benchmark:
+        R("benchmarks/assemble.tsv")
     conda:
         "../envs/data.yaml"
     shell:

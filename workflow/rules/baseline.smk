@@ -11,6 +11,8 @@ rule baseline:
         seed=config["baseline"]["seed"],
     log:
         R("logs/baseline.log"),
+    benchmark:
+        R("benchmarks/baseline.tsv")
     conda:
         "../envs/ml.yaml"
     threads: 2

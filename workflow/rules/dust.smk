@@ -18,6 +18,8 @@ rule dust:
         plx_err=config["dust"]["good_parallax_error_max"],
     log:
         R("logs/dust.log"),
+    benchmark:
+        R("benchmarks/dust.tsv")
     conda:
         "../envs/data.yaml"
     resources:

@@ -11,6 +11,8 @@ rule evaluate:
         predictions=R("evaluation/predictions.h5"),
     log:
         R("logs/evaluate.log"),
+    benchmark:
+        R("benchmarks/evaluate.tsv")
     conda:
         "../envs/ml.yaml"
     shell:

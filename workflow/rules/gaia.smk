@@ -18,6 +18,8 @@ rule gaia_source:
         cache=R("gaia/cache/gaia_source"),
     log:
         R("logs/gaia_source.log"),
+    benchmark:
+        R("benchmarks/gaia_source.tsv")
     conda:
         "../envs/data.yaml"
     resources:
@@ -39,6 +41,8 @@ rule gaia_xp:
         cache=R("gaia/cache/xp_continuous"),
     log:
         R("logs/gaia_xp.log"),
+    benchmark:
+        R("benchmarks/gaia_xp.tsv")
     conda:
         "../envs/data.yaml"
     resources:

@@ -12,6 +12,8 @@ rule labels:
         age_unit=config["apogee"]["distmass_age_unit"],
     log:
         R("logs/labels.log"),
+    benchmark:
+        R("benchmarks/labels.tsv")
     conda:
         "../envs/data.yaml"
     shell:

@@ -17,6 +17,8 @@ rule mock_survey:
         out_dir=R("mock"),
     log:
         R("logs/mock_survey.log"),
+    benchmark:
+        R("benchmarks/mock_survey.tsv")
     conda:
         "../envs/data.yaml"
     resources:
@@ -36,6 +38,8 @@ rule download_apogee:
         url=lambda w: config["apogee"]["allstar_url"] if w.name == ALLSTAR_NAME else config["apogee"]["distmass_url"],
     log:
         R("logs/download_{name}.log"),
+    benchmark:
+        R("benchmarks/download_{name}.tsv")
     conda:
         "../envs/data.yaml"
     resources:

@@ -17,6 +17,8 @@ rule train:
         checkpoint=R("model/checkpoint.pt"),
     log:
         R("logs/train.log"),
+    benchmark:
+        R("benchmarks/train.tsv")
     conda:
         "../envs/ml.yaml"
     threads: 2

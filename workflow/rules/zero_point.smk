@@ -10,6 +10,8 @@ rule zero_point:
         extra=config["zero_point"]["extra_term_mas"],
     log:
         R("logs/zero_point.log"),
+    benchmark:
+        R("benchmarks/zero_point.tsv")
     conda:
         "../envs/data.yaml"
     shell:
