@@ -16,6 +16,9 @@ the list ``workflow/rules/figures.smk`` declares; every name has a caption in
    percentiles of the RMSE (coefficient space, normalised by the G flux as the tokens are).
 14 mass/age self-consistency: from (logg, [M/H]) on a grid, predicted Teff with mass or age and
    their sigma; then with the predicted Teff fed back as an input.
+16 extinction curve the model has learned (``starfm.extinction_curve``): XP spectra of fixed giants
+   at increasing E(B-V), and A(lambda)/E(B-V)_true per (E, logg) with their median, versus
+   Fitzpatrick (1999) R_V = 3.1 and, when dataset.h5 carries mock truth, the injected law.
 """
 from __future__ import annotations
 
@@ -28,13 +31,14 @@ from starfm import tokens
 from starfm.baseline import Dataset, read_dataset
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.evaluate import UNITS, check_vocabulary, load_model, robust_scatter
+from starfm.extinction_curve import curve_agreement, recover_extinction_curve
 from starfm.io import StarfmInputError, atomic_path, read_table
 
 log = logging.getLogger("starfm.figures")
 
 FIGURE_NAMES = ["fig01_training_set", "fig02_mass_age_mh", "fig04_spectra_to_labels",
                 "fig06_physical_validation", "fig12_bp_rp_inpainting",
-                "fig14_mass_age_self_consistency"]
+                "fig14_mass_age_self_consistency", "fig16_extinction_curve"]
 DPI = 150
 MAX_POINTS = 20000          # scatter plots subsample beyond this (seeded) to stay readable
 LABEL_TEXT = {"mass": r"$M$ [M$_\odot$]", "age": "age [Gyr]", "teff": r"$T_{\rm eff}$ [K]",
@@ -446,6 +450,83 @@ def plot_self_consistency(d: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+# ---------------------------------------------------------------- figure 16
+def prepare_extinction_curve(ds: Dataset, model, batch_size: int = 4096) -> dict:
+    """The model's extinction curve on the SPEC grid; the injected law when dataset.h5 has truth.
+
+    Curves are A(lambda)/E(B-V)_true (E_true = 0.884 E_SFD, or the truth file's factor), the
+    magnitude form; the papers' ln form is kept for comparison (see ``starfm.extinction_curve``).
+    """
+    truth_attrs = ds.attrs.get("truth_attrs")
+    c = recover_extinction_curve(model, truth_attrs if isinstance(truth_attrs, dict) else None,
+                                 batch_size=batch_size)
+    lam = c.wavelength_nm
+    with np.errstate(all="ignore"):
+        ln_median = np.nanmedian(c.ln_form.reshape(-1, len(lam)), axis=0)
+        spread = np.nanstd(c.a_over_ebv.reshape(-1, len(lam)), axis=0)
+    out = {"wavelength": lam, "logg": c.logg, "teff": c.teff, "ebv": c.ebv,
+           "ebv_reference": c.ebv_reference, "curves": c.per_true(c.a_over_ebv),
+           "median": c.per_true(c.median), "spread": c.per_true(spread),
+           "ln_median": c.per_true(ln_median), "f99": c.f99, "flux": c.flux,
+           "ebv_true_over_sfd": c.ebv_true_over_sfd, "injected_law": c.injected_law,
+           "injected": None if c.injected is None else c.per_true(c.injected)}
+    if c.injected is not None:
+        out["agreement"] = curve_agreement(c.median, c.injected, lam)
+        out["ln_agreement"] = curve_agreement(ln_median, c.injected, lam)
+        log.info("Fig. 16: recovered vs injected extinction law, median |dA/E|/(A/E) over "
+                 "400-950 nm: %.3f (magnitude form), %.3f (ln form)", out["agreement"],
+                 out["ln_agreement"])
+    return out
+
+
+def plot_extinction_curve(d: dict, path: Path) -> Path:
+    from matplotlib.colors import Normalize
+    plt = _plt()
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 5.5), constrained_layout=True)
+    lam = d["wavelength"]
+    # left: the representative giant (highest logg of the grid) at each E, flux at a common parallax
+    j = len(d["logg"]) - 1
+    flux = d["flux"][:, j]
+    scale = np.nanmax(flux[0]) if np.isfinite(flux[0]).any() else 1.0
+    colours = plt.get_cmap("inferno")(np.linspace(0.0, 0.8, len(flux)))
+    for k, ebv in enumerate(np.concatenate([[d["ebv_reference"]], d["ebv"]])):
+        ax0.plot(lam, flux[k] / scale, color=colours[k], label=f"E(B-V)$_{{\\rm SFD}}$ = {ebv:.3g}")
+    ax0.set(xlabel=r"$\lambda$ [nm]", ylabel="flux at a fixed parallax (reference peak = 1)",
+            title=f"XP spectra: $T_{{\\rm eff}}$ = {d['teff'][j]:.0f} K, log g = {d['logg'][j]:.1f}, "
+                  "[M/H] = 0, 1.2 M$_\\odot$, 4.5 Gyr")
+    ax0.legend(fontsize=8)
+    # right: every (E, logg) curve, the median, references
+    norm = Normalize(d["logg"].min(), d["logg"].max())
+    cmap = plt.get_cmap("viridis")
+    for i in range(len(d["ebv"])):
+        for jj, g in enumerate(d["logg"]):
+            ax1.plot(lam, d["curves"][i, jj], color=cmap(norm(g)), lw=0.5, alpha=0.6)
+    ax1.fill_between(lam, d["median"] - d["spread"], d["median"] + d["spread"], color="0.5",
+                     alpha=0.25, lw=0, label=r"$\pm$ standard deviation over the grid")
+    if d["injected"] is not None:
+        ax1.plot(lam, d["injected"], color="tab:red", lw=4, alpha=0.35,
+                 label=f"injected: {d['injected_law']} "
+                       f"(median |$\\Delta$|/A = {d['agreement']:.1%})")
+    ax1.plot(lam, d["f99"], color="k", ls="--", lw=1.5, label="Fitzpatrick (1999) $R_V$ = 3.1")
+    ax1.plot(lam, d["median"], color="k", lw=2, label=r"median, 2.5 log$_{10}(F_0/F_E)$")
+    ln_label = r"median, ln$(F_0/F_E)$ (papers' eq. 5)"
+    if d["injected"] is not None:
+        ln_label += f" ({d['ln_agreement']:.1%})"
+    ax1.plot(lam, d["ln_median"], color="tab:blue", ls=":", lw=1.5, label=ln_label)
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(sm, ax=ax1, label=r"$\log g$ of the grid star [dex]")
+    finite = np.concatenate([d["f99"], d["median"][np.isfinite(d["median"])]])
+    ax1.set(xlabel=r"$\lambda$ [nm]",
+            ylabel=f"A($\\lambda$) / E(B-V)$_{{\\rm true}}$ (E$_{{\\rm true}}$ = "
+                   f"{d['ebv_true_over_sfd']:g} E$_{{\\rm SFD}}$)",
+            ylim=(0, 1.3 * np.nanmax(finite)),
+            title=f"extinction curve: E(B-V)$_{{\\rm SFD}}$ = "
+                  + ", ".join(f"{e:g}" for e in d["ebv"]) + f" vs {d['ebv_reference']:.3g}")
+    ax1.legend(fontsize=7, loc="upper right")
+    fig.suptitle("Fig. 16: the extinction curve learned by the model")
+    return _save(fig, path)
+
+
 # ---------------------------------------------------------------- stage
 def make_figures(dataset, model, predictions, out_dir, batch_size: int = 4096) -> list[Path]:
     """Write every figure of :data:`FIGURE_NAMES` into ``out_dir``; return their paths.
@@ -482,6 +563,8 @@ def make_figures(dataset, model, predictions, out_dir, batch_size: int = 4096) -
             prepare_inpainting(ds, model, batch_size=batch_size), _p(out_dir, 12)),
         "fig14_mass_age_self_consistency": lambda: plot_self_consistency(
             prepare_self_consistency(ds, model), _p(out_dir, 14)),
+        "fig16_extinction_curve": lambda: plot_extinction_curve(
+            prepare_extinction_curve(ds, model, batch_size), _p(out_dir, 16)),
     }
     assert list(steps) == FIGURE_NAMES
     return [steps[name]() for name in FIGURE_NAMES]

@@ -2,7 +2,7 @@
 
 FIGURE_NAMES = ["fig01_training_set", "fig02_mass_age_mh", "fig04_spectra_to_labels",
                 "fig06_physical_validation", "fig12_bp_rp_inpainting",
-                "fig14_mass_age_self_consistency"]
+                "fig14_mass_age_self_consistency", "fig16_extinction_curve"]
 FIGURES = [R(f"figures/{name}.png") for name in FIGURE_NAMES]
 
 
@@ -17,6 +17,8 @@ rule figures:
         out_dir=R("figures"),
     log:
         R("logs/figures.log"),
+    benchmark:
+        R("benchmarks/figures.tsv")
     conda:
         "../envs/plots.yaml"
     shell:
