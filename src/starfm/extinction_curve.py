@@ -170,7 +170,7 @@ def injected_law(truth_attrs: dict | None, wavelength_nm) -> tuple[np.ndarray | 
     except (KeyError, TypeError, ValueError) as exc:
         raise StarfmInputError(f"truth attributes: cannot evaluate the injected extinction law "
                                f"({exc}); they have {sorted(truth_attrs)}") from exc
-    return curve, f"{law}, R_V = {r_v:g}", scale
+    return curve, f"{law.split('.')[-1].split('(')[0]} R_V = {r_v:g}", scale
 
 
 def grid_values(logg=GRID_LOGG, ebv=EBV_VALUES, ebv_reference=EBV_REFERENCE) -> np.ndarray:
@@ -257,16 +257,21 @@ def recover_extinction_curve(model, truth_attrs: dict | None = None, logg=GRID_L
 
 
 def curve_agreement(curve: np.ndarray, reference: np.ndarray, wavelength_nm,
-                    window=(400.0, 950.0)) -> float:
+                    window=(400.0, 950.0), up_to_offset: bool = False) -> float:
     """Median over ``window`` (nm) of |curve - reference| / reference: the fractional disagreement.
 
+    ``up_to_offset``: first shift ``curve`` by the median of (curve - reference) in the window,
+    i.e. compare colour-excess curves E(lambda - lambda')/E(B-V), which the spectra alone fix; the
+    constant is A_G/E, which comes from the predicted pseudo-luminosity.
     The XP edges (< 400 nm, > 950 nm) are left out: there the calibrated flux is poorly
     constrained by the basis even for real, noise-free spectra.
     """
     lam = np.asarray(wavelength_nm, dtype=float)
     inside = (lam >= window[0]) & (lam <= window[1])
-    return float(np.nanmedian(np.abs(np.asarray(curve)[inside] - reference[inside])
-                              / np.abs(reference[inside])))
+    curve, reference = np.asarray(curve, dtype=float)[inside], np.asarray(reference, dtype=float)[inside]
+    if up_to_offset:
+        curve = curve - np.nanmedian(curve - reference)
+    return float(np.nanmedian(np.abs(curve - reference) / np.abs(reference)))
 
 
 @contextlib.contextmanager

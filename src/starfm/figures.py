@@ -505,7 +505,7 @@ def plot_extinction_curve(d: dict, path: Path) -> Path:
                      alpha=0.25, lw=0, label=r"$\pm$ standard deviation over the grid")
     if d["injected"] is not None:
         ax1.plot(lam, d["injected"], color="tab:red", lw=4, alpha=0.35,
-                 label=f"injected: {d['injected_law']} "
+                 label=f"injected law: {d['injected_law']} "
                        f"(median |$\\Delta$|/A = {d['agreement']:.1%})")
     ax1.plot(lam, d["f99"], color="k", ls="--", lw=1.5, label="Fitzpatrick (1999) $R_V$ = 3.1")
     ax1.plot(lam, d["median"], color="k", lw=2, label=r"median, 2.5 log$_{10}(F_0/F_E)$")

@@ -1,0 +1,322 @@
+"""Extinction curve recovery (Fig. 16): exact on a test double, the injected law on the mock's own
+physics, robust to a bad model, and (slow) recovered by the default workflow's trained model.
+
+Test doubles stand in for ``StarFM`` (same ``predict``): ``ReddenedModel`` returns spectra that
+are reddened exactly by a known law, ``MockPhysicsModel`` the mock survey's noise-free spectra.
+Both return what the real model is trained on: coefficients / F_G and the pseudo-luminosity
+parallax 10^(G/5), so the G normalisation must be undone for the law to come back.
+"""
+from __future__ import annotations
+
+import logging
+
+import astropy.units as u
+import numpy as np
+import pytest
+from dust_extinction.parameter_averages import F99
+
+from starfm import extinction_curve as ec
+from starfm import mock_spectra, mock_survey, tokens
+from starfm.io import StarfmInputError, read_attrs
+
+MOCK_TRUTH_ATTRS = {"extinction_law": mock_survey.EXTINCTION_LAW, "r_v": mock_survey.R_V,
+                    "ebv_true_over_sfd": mock_survey.EBV_TRUE_OVER_SFD}
+# Sparse grid on which GaiaXPy's basis reproduces any flux exactly: 25 points in the BP-only and
+# 25 in the RP-only range, fewer than the 55 coefficients of each band.
+EXACT_GRID = np.concatenate([np.linspace(345.0, 625.0, 25), np.linspace(655.0, 1000.0, 25)])
+R_G = 2.2        # the double's A_G / E: any value; the recovery must cancel it exactly
+G_FLUX_ZERO_POINT = 25.6873668671      # SPEC section 2: 2.5 log10 F_G[e-/s] = ZP - G
+
+
+@pytest.fixture(autouse=True)
+def _keep_matplotlib_settings():
+    """Importing gaiaxpy (here via mock_spectra) sets text.usetex for the whole session."""
+    import matplotlib
+    with matplotlib.rc_context():
+        yield
+
+
+def known_law(wavelength_nm):
+    """A(lambda)/E_SFD of the exact double: a smooth power law, 2.8 at 550 nm."""
+    return 2.8 * (550.0 / np.asarray(wavelength_nm)) ** 1.4
+
+
+def _column(values, name):
+    return values[:, tokens.TOKEN_INDEX[name]]
+
+
+class ReddenedModel:
+    """Spectra reddened exactly by :func:`known_law`: flux = blackbody(Teff) 10^(-0.4 E law) on
+    ``EXACT_GRID`` (coefficients solved exactly there), G flux dimmed by 10^(-0.4 E R_G)."""
+    vocabulary = list(tokens.VOCABULARY)
+
+    def __init__(self, parallax_mas=0.7, g0=12.0):
+        self.calls = []
+        self.parallax, self.g0 = parallax_mas, g0
+        design = ec.xp_design_matrix(EXACT_GRID)
+        n, bp = tokens.N_XP, EXACT_GRID < 636.0
+        self.solve = {"bp": (np.linalg.pinv(design[:n, bp]), bp),
+                      "rp": (np.linalg.pinv(design[n:, ~bp]), ~bp)}
+
+    def predict(self, values, errors=None, inputs=None, outputs=("mass",), batch_size=4096):
+        self.calls.append((list(inputs), list(outputs)))
+        teff, ebv = _column(values, "teff"), np.exp(_column(values, "ln_ebv"))
+        lam = EXACT_GRID * 1e-9
+        x = 6.62607015e-34 * 2.99792458e8 / (lam * 1.380649e-23)
+        flux = 1e-17 / (lam / 5e-7) ** 5 / np.expm1(x[None, :] / teff[:, None])
+        flux *= 10 ** (-0.4 * ebv[:, None] * known_law(EXACT_GRID)[None, :])
+        g = self.g0 + R_G * ebv                                   # extinguished G
+        f_g = 10 ** ((G_FLUX_ZERO_POINT - g) / 2.5)
+        coef = {b: flux[:, m] @ pinv / f_g[:, None] for b, (pinv, m) in self.solve.items()}
+        out = {**{f"bp{i}": coef["bp"][:, i] for i in range(tokens.N_XP)},
+               **{f"rp{i}": coef["rp"][:, i] for i in range(tokens.N_XP)},
+               "pseudo_luminosity": self.parallax * 10 ** (g / 5)}
+        mean = np.column_stack([out.get(o, np.ones(len(values))) for o in outputs])
+        return mean, np.full_like(mean, 0.01)
+
+
+class MockPhysicsModel:
+    """The mock survey's noise-free spectra (``mock_spectra``) for the requested parameters, as
+    tokens: a perfect model of the mock survey. Radius from mass and logg, distance 1 kpc."""
+    vocabulary = list(tokens.VOCABULARY)
+
+    def predict(self, values, errors=None, inputs=None, outputs=("mass",), batch_size=4096):
+        logg, mass = _column(values, "logg"), _column(values, "mass")
+        radius = np.sqrt(mass * 10 ** (mock_spectra.LOGG_SUN - logg))
+        a_v = mock_survey.R_V * mock_survey.EBV_TRUE_OVER_SFD * np.exp(_column(values, "ln_ebv"))
+        bp, rp = mock_spectra.xp_coefficients(_column(values, "teff"), logg, _column(values, "m_h"),
+                                              radius, np.ones(len(values)), a_v)
+        g = mock_spectra.synthetic_gaia_mags(bp, rp)[:, 0]
+        f_g = mock_spectra.g_flux_from_mag(g)[:, None]
+        out = {**{f"bp{i}": bp[:, i] / f_g[:, 0] for i in range(tokens.N_XP)},
+               **{f"rp{i}": rp[:, i] / f_g[:, 0] for i in range(tokens.N_XP)},
+               "pseudo_luminosity": 1.0 * 10 ** (g / 5)}                 # parallax 1 mas
+        mean = np.column_stack([out[o] for o in outputs])
+        return mean, np.zeros_like(mean)
+
+
+def test_design_matrix_is_gaiaxpy_calibrate():
+    """flux = coefficients @ M agrees with gaiaxpy.calibrate on random spectra (float64 noise)."""
+    import pandas as pd
+    from gaiaxpy import calibrate
+
+    rng = np.random.default_rng(1)
+    n = tokens.N_XP
+    bp, rp = rng.normal(0, 1, (2, n)) * np.exp(-np.arange(n) / 5), rng.normal(0, 1, (2, n))
+    df = pd.DataFrame({"source_id": [1, 2], "bp_coefficients": list(bp), "rp_coefficients": list(rp),
+                       **{f"{b}_coefficient_errors": [np.ones(n)] * 2 for b in ("bp", "rp")},
+                       **{f"{b}_coefficient_correlations": [np.zeros(n * (n - 1) // 2)] * 2
+                          for b in ("bp", "rp")},
+                       **{f"{b}_n_parameters": [n, n] for b in ("bp", "rp")},
+                       **{f"{b}_standard_deviation": [1.0, 1.0] for b in ("bp", "rp")}})
+    expected, sampling = calibrate(df, save_file=False)
+    np.testing.assert_array_equal(sampling, ec.XP_WAVELENGTH_NM)
+    got = ec.xp_flux(bp, rp)
+    np.testing.assert_allclose(got, np.stack(expected["flux"].to_numpy()), rtol=1e-10, atol=1e-14)
+
+
+def test_grid_is_the_spec_grid():
+    v = ec.grid_values(ebv_reference=0.01)
+    logg = _column(v, "logg")
+    assert v.shape == (4 * 16, 120)
+    np.testing.assert_allclose(logg[:16], np.arange(1.0, 2.51, 0.1))
+    np.testing.assert_allclose(_column(v, "teff"), 5200 - 441.86 * (3.65 - logg))
+    assert set(_column(v, "m_h")) == {0.0} and set(_column(v, "mass")) == {1.2}
+    np.testing.assert_allclose(_column(v, "ln_age"), np.log(4.5))
+    np.testing.assert_allclose(np.exp(_column(v, "ln_ebv")[::16]), [0.01, 0.4, 0.8, 1.2])
+    given = [tokens.TOKEN_INDEX[t] for t in ec.PARAMETER_TOKENS]
+    assert np.isnan(np.delete(v, given, axis=1)).all()
+
+
+@pytest.mark.parametrize("reference", [float(np.exp(-7)), 0.05])
+def test_exact_law_is_recovered(reference):
+    """Spectra reddened exactly by a known law give back that law to 1e-6 at every (E, logg);
+    the ln form is the law / (2.5 / ln 10); A_G comes from the pseudo-luminosity."""
+    model = ReddenedModel()
+    c = ec.recover_extinction_curve(model, ebv_reference=reference, wavelength_nm=EXACT_GRID)
+    assert len(model.calls) == 1                                   # vectorised: one predict call
+    inputs, outputs = model.calls[0]
+    assert inputs == ec.PARAMETER_TOKENS
+    assert outputs == tokens.XP_BP + tokens.XP_RP + ["pseudo_luminosity"]
+    law = known_law(EXACT_GRID)
+    assert c.a_over_ebv.shape == (3, 16, len(EXACT_GRID))
+    # 1e-6: the exact solve is good to ~1e-10; dropping the G-normalisation undo would be off by
+    # R_G / law ~ 100 %, dividing by E instead of E - E_0 by E_0 / E (2e-3 .. 0.1)
+    np.testing.assert_allclose(c.a_over_ebv, np.broadcast_to(law, c.a_over_ebv.shape), rtol=1e-6)
+    np.testing.assert_allclose(c.median, law, rtol=1e-6)
+    np.testing.assert_allclose(c.ln_form * 2.5 / np.log(10), c.a_over_ebv, rtol=1e-12)
+    assert np.all(np.abs(c.ln_form / law - np.log(10) / 2.5) < 1e-6)     # the ln form is 7.9 % low
+    np.testing.assert_allclose(c.a_g, R_G * (c.ebv[:, None] - reference) * np.ones((1, 16)),
+                               rtol=1e-9)
+    assert c.injected is None and c.injected_law is None
+    # does not depend on the distance the double put the stars at
+    c2 = ec.recover_extinction_curve(ReddenedModel(parallax_mas=3.0, g0=9.0),
+                                     ebv_reference=reference, wavelength_nm=EXACT_GRID)
+    np.testing.assert_allclose(c2.a_over_ebv, c.a_over_ebv, rtol=1e-8)
+
+
+def test_injected_law_from_truth_attrs():
+    lam = ec.XP_WAVELENGTH_NM
+    curve, name, scale = ec.injected_law(MOCK_TRUTH_ATTRS, lam)
+    f99 = F99(Rv=3.1)(lam * u.nm)
+    np.testing.assert_allclose(curve, 3.1 * 0.884 * f99, rtol=1e-12)
+    assert scale == 0.884 and "F99" in name
+    assert ec.injected_law(None, lam) == (None, None, ec.EBV_TRUE_OVER_SFD)
+    assert ec.injected_law({"seed": 1}, lam)[0] is None
+    # a different injected law is evaluated as named, not assumed to be F99
+    other, _, _ = ec.injected_law({"extinction_law": "dust_extinction.parameter_averages.F99",
+                                   "r_v": 2.5, "ebv_true_over_sfd": 1.0}, lam)
+    np.testing.assert_allclose(other, 2.5 * F99(Rv=2.5)(lam * u.nm), rtol=1e-12)
+    for bad in ({"extinction_law": "os.system('x')", "r_v": 3.1},
+                {"extinction_law": "dust_extinction.parameter_averages.NoSuchLaw(Rv=3.1)", "r_v": 3.1},
+                {"extinction_law": "dust_extinction.parameter_averages.F99(Rv=3.1)", "r_v": 2.0},
+                {"extinction_law": "dust_extinction.parameter_averages.F99(Rv=3.1)"}):
+        with pytest.raises(StarfmInputError, match="extinction law|r_v"):
+            ec.injected_law(bad, lam)
+
+
+def test_mock_physics_recovers_the_injected_law_in_magnitudes_not_ln():
+    """The mock survey's own noise-free spectra (a perfect model): the magnitude form gives the
+    injected A/E_SFD = 3.1 x 0.884 x F99/A_V; the papers' ln form is 7.9 % low.
+
+    Measured: magnitude form 0.06 % (median over 400-950 nm), every curve within 1.1 % there
+    (the mock reddens before smoothing to XP resolution, and the ridge projection onto the basis
+    is not exact); ln form 7.9 %. Thresholds 0.5 % / 2 % / > 6 % leave room on both sides.
+    """
+    c = ec.recover_extinction_curve(MockPhysicsModel(), MOCK_TRUTH_ATTRS, ebv_reference=0.05)
+    lam = c.wavelength_nm
+    assert ec.curve_agreement(c.median, c.injected, lam) < 0.005
+    inside = (lam >= 400) & (lam <= 950)
+    assert np.max(np.abs(c.a_over_ebv / c.injected - 1)[..., inside]) < 0.02
+    ln_median = np.median(c.ln_form.reshape(-1, len(lam)), axis=0)
+    assert ec.curve_agreement(ln_median, c.injected, lam) > 0.06
+    # per E_true, the magnitude form is F99 R_V = 3.1 itself
+    assert ec.curve_agreement(c.per_true(c.median), c.f99, lam) < 0.005
+    # the G-band extinction A_G / E of these red giants, from the luminosity ratio
+    ag = c.a_g / (c.ebv - c.ebv_reference)[:, None]
+    assert np.all((ag > 1.7) & (ag < 2.2))
+
+
+def test_bad_predictions_give_nan_curves_not_errors(caplog):
+    """A model predicting L <= 0 or negative flux for some grid stars: those curves are NaN (with
+    a warning), the median comes from the rest."""
+    class Broken(ReddenedModel):
+        def predict(self, values, errors=None, inputs=None, outputs=("mass",), batch_size=4096):
+            mean, std = super().predict(values, errors, inputs, outputs, batch_size)
+            mean[_column(values, "logg") < 1.5, -1] = -5.0               # L < 0
+            reddened = (_column(values, "logg") > 2.35) & (_column(values, "ln_ebv") > -2)
+            mean[reddened, :-1] *= -1.0                                  # F_E < 0
+            return mean, std
+
+    with caplog.at_level(logging.WARNING, logger="starfm.extinction_curve"):
+        c = ec.recover_extinction_curve(Broken(), ebv_reference=0.05, wavelength_nm=EXACT_GRID)
+    bad = (c.logg < 1.5) | (c.logg > 2.35)
+    assert np.isnan(c.a_over_ebv[:, bad]).all() and np.isfinite(c.a_over_ebv[:, ~bad]).all()
+    np.testing.assert_allclose(c.median, known_law(EXACT_GRID), rtol=1e-6)
+    assert "pseudo-luminosity" in caplog.text and "flux" in caplog.text
+    with pytest.raises(ValueError, match="reference"):
+        ec.recover_extinction_curve(ReddenedModel(), ebv=(0.4, 0.01), ebv_reference=0.05)
+
+
+def test_reference_lies_where_the_model_was_trained():
+    """Default reference E_0: e^-7 unless the model's ln_ebv standardisation puts that far
+    outside its training set; then exp(median - 2 mad_std)."""
+    class Standardised(ReddenedModel):
+        token_index = tokens.TOKEN_INDEX
+        token_median = np.zeros(120)
+        token_mad_std = np.ones(120)
+
+    m = Standardised()
+    i = tokens.TOKEN_INDEX["ln_ebv"]
+    m.token_median[i], m.token_mad_std[i] = -1.0, 0.7
+    assert ec.reference_ebv(m) == pytest.approx(np.exp(-2.4))
+    m.token_median[i], m.token_mad_std[i] = -4.0, 2.0
+    assert ec.reference_ebv(m) == pytest.approx(np.exp(-7.0))
+    assert ec.reference_ebv(ReddenedModel()) == pytest.approx(np.exp(-7.0))   # no standardisation
+    c = ec.recover_extinction_curve(Standardised(), wavelength_nm=EXACT_GRID)
+    assert c.ebv_reference == pytest.approx(np.exp(-7.0))
+
+
+def test_figure_with_and_without_truth(tmp_path):
+    """Fig. 16 from a dataset with mock truth (injected law drawn, agreement computed) and
+    without (F99 only)."""
+    import h5py
+    import matplotlib.image as mpimg
+
+    from starfm.baseline import read_dataset
+    from starfm.figures import plot_extinction_curve, prepare_extinction_curve
+    from starfm.io import _encode_attr
+    from test_baseline import make_tiny_dataset
+
+    make_tiny_dataset(tmp_path / "dataset.h5", n=50)
+    ds = read_dataset(tmp_path / "dataset.h5")
+    d = prepare_extinction_curve(ds, MockPhysicsModel())
+    assert d["injected"] is None and "agreement" not in d
+    np.testing.assert_allclose(d["f99"], 3.1 * F99(Rv=3.1)(ec.XP_WAVELENGTH_NM * u.nm))
+    plot_extinction_curve(d, tmp_path / "no_truth.png")
+
+    with h5py.File(tmp_path / "dataset.h5", "a") as f:
+        f.attrs["truth_attrs"] = _encode_attr(MOCK_TRUTH_ATTRS)
+    ds = read_dataset(tmp_path / "dataset.h5")
+    assert read_attrs(tmp_path / "dataset.h5")["truth_attrs"] == MOCK_TRUTH_ATTRS
+    d = prepare_extinction_curve(ds, MockPhysicsModel())
+    # plotted per E_true: the injected law is F99 R_V = 3.1 itself
+    np.testing.assert_allclose(d["injected"], d["f99"], rtol=1e-12)
+    assert d["curves"].shape == (3, 16, len(ec.XP_WAVELENGTH_NM))
+    assert d["agreement"] < 0.005 < 0.06 < d["ln_agreement"]
+    path = plot_extinction_curve(d, tmp_path / "truth.png")
+    img = mpimg.imread(path)
+    assert img.shape[1] > 1200 and len(np.unique(img.reshape(-1, img.shape[-1])[::7], axis=0)) > 50
+
+
+def test_agreement_metric():
+    lam = ec.XP_WAVELENGTH_NM
+    law = known_law(lam)
+    assert ec.curve_agreement(law, law, lam) == 0.0
+    assert ec.curve_agreement(1.1 * law, law, lam) == pytest.approx(0.1)
+    assert ec.curve_agreement(law + 0.5, law, lam, up_to_offset=True) == pytest.approx(0.0, abs=1e-12)
+    assert ec.curve_agreement(law + 0.5, law, lam) > 0.1
+    # outside 400-950 nm does not count
+    edge = np.where((lam < 400) | (lam > 950), 100 * law, law)
+    assert ec.curve_agreement(edge, law, lam) == 0.0
+
+
+# ---------------------------------------------------------------- slow: the trained default model
+# Measured on the provisional default model (/tmp/run1, 12 CPU epochs; reference E_0 = 0.090 from
+# its ln_ebv standardisation): colour-excess shape 3.0 %, absolute A/E 24 % (magnitude form; the
+# ln form 30 %). The shape comes from the spectra alone and is stable (2.5-6.6 % for E_0 from
+# 0.03 to 0.12); the absolute level adds A_G/E from the predicted pseudo-luminosity, which this
+# small model gets only roughly (its A/E falls with E: 12 %, 27 %, 45 % off at E = 0.4, 0.8, 1.2,
+# where training stars thin out) and which moves by +-20 % with E_0.
+# Thresholds, with margin for another seed/tuning of the default model:
+# - shape <= 10 %: a grey (flat) law gives 31 %, so the model must have learned how extinction
+#   depends on wavelength;
+# - absolute <= 40 %: catches a broken G-normalisation undo (no A_G term: 95 %), a model that
+#   learned no extinction (100 %) or a law as far off as R_V = 5 (75 %); it cannot tell R_V 3.1
+#   from 2.5 (24 %) with the present model. The magnitude vs ln choice (8 %) is settled on the
+#   mock's own spectra above (test_mock_physics_...), not here.
+SHAPE_TOLERANCE = 0.10
+ABSOLUTE_TOLERANCE = 0.40
+
+
+@pytest.mark.slow
+def test_default_model_recovers_the_injected_law(default_run):
+    from starfm.baseline import read_dataset
+    from starfm.inference import StarFM
+
+    workdir, config = default_run
+    results = workdir / config["results"]
+    ds = read_dataset(results / "dataset.h5")
+    assert "extinction_law" in ds.attrs["truth_attrs"]
+    model = StarFM.load(results / "model" / "model.pt")
+    c = ec.recover_extinction_curve(model, ds.attrs["truth_attrs"])
+    lam = c.wavelength_nm
+    shape = ec.curve_agreement(c.median, c.injected, lam, up_to_offset=True)
+    absolute = ec.curve_agreement(c.median, c.injected, lam)
+    ln_form = ec.curve_agreement(np.nanmedian(c.ln_form.reshape(-1, len(lam)), axis=0),
+                                 c.injected, lam)
+    message = (f"recovered vs injected A/E over 400-950 nm (E_0 = {c.ebv_reference:.3g}): shape "
+               f"{shape:.3f}, absolute {absolute:.3f} (ln form {ln_form:.3f})")
+    assert np.isfinite(c.median).all(), message
+    assert shape <= SHAPE_TOLERANCE, message
+    assert absolute <= ABSOLUTE_TOLERANCE, message
