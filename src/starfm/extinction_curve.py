@@ -170,7 +170,7 @@ def injected_law(truth_attrs: dict | None, wavelength_nm) -> tuple[np.ndarray | 
     except (KeyError, TypeError, ValueError) as exc:
         raise StarfmInputError(f"truth attributes: cannot evaluate the injected extinction law "
                                f"({exc}); they have {sorted(truth_attrs)}") from exc
-    return curve, f"{law.split('.')[-1].split('(')[0]} R_V = {r_v:g}", scale
+    return curve, f"{law.split('(')[0].split('.')[-1]} R_V = {r_v:g}", scale
 
 
 def grid_values(logg=GRID_LOGG, ebv=EBV_VALUES, ebv_reference=EBV_REFERENCE) -> np.ndarray:
