@@ -51,6 +51,8 @@ PERCENTILES = [5, 25, 50, 75, 90, 99]
 def _plt():
     import matplotlib
     matplotlib.use("Agg")
+    # importing gaiaxpy switches text.usetex on for the whole process; no LaTeX is needed here
+    matplotlib.rcParams["text.usetex"] = False
     import matplotlib.pyplot as plt
     return plt
 
