@@ -32,7 +32,7 @@ from typing import Iterable, Mapping
 import numpy as np
 from astropy.io import fits
 
-from starfm.cli_common import run_cli, setup_logging, stage_parser
+from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError, require_rows, write_table
 
 log = logging.getLogger("starfm.labels")
@@ -123,13 +123,7 @@ def read_allstar(path: str | Path, columns: Iterable[str] = ALLSTAR_COLUMNS) -> 
 
 def parse_distmass_columns(spec: str | Mapping[str, str]) -> dict[str, str | None]:
     """Validate the DistMass column mapping (JSON text or a dict)."""
-    if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as exc:
-            raise StarfmInputError(f"--distmass-columns: not valid JSON ({exc}): {spec!r}") from exc
-    if not isinstance(spec, Mapping):
-        raise StarfmInputError(f"--distmass-columns: expected a JSON object, got {spec!r}")
+    spec = json_object(dict(spec) if isinstance(spec, Mapping) else spec, "--distmass-columns")
     known = DISTMASS_KEYS_REQUIRED + DISTMASS_KEYS_OPTIONAL
     unknown = sorted(set(spec) - set(known))
     missing = [k for k in DISTMASS_KEYS_REQUIRED if not spec.get(k)]

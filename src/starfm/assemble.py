@@ -52,7 +52,7 @@ import numpy as np
 from astropy.stats import mad_std
 from tqdm import tqdm
 
-from starfm.cli_common import run_cli, setup_logging, stage_parser
+from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError, read_table, require_rows, write_table
 from starfm.tokens import N_XP, TOKEN_INDEX, VOCABULARY
 
@@ -89,13 +89,7 @@ XP_CHUNK_ROWS = 65536  # XP rows read per HDF5 slice: bounds memory (~30 MB per 
 # ---- cuts and arguments --------------------------------------------------------------------
 def _parse_cuts(cuts) -> dict:
     """Validate the cuts (a dict or its JSON): exactly config.yaml's keys, min < max, max > 0."""
-    if isinstance(cuts, (str, bytes)):
-        try:
-            cuts = json.loads(cuts)
-        except json.JSONDecodeError as exc:
-            raise StarfmInputError(f"--cuts: not valid JSON ({exc})") from exc
-    if not isinstance(cuts, dict):
-        raise StarfmInputError(f"--cuts: expected a JSON object, got {type(cuts).__name__}")
+    cuts = json_object(cuts, "--cuts")
     expected = set(RANGE_CUTS) | set(MAX_CUTS)
     missing, unknown = sorted(expected - set(cuts)), sorted(set(cuts) - expected)
     if missing or unknown:

@@ -40,3 +40,17 @@ def run_cli(func):
             print(f"starfm: error: {exc}", file=sys.stderr)
             return 1
     return wrapper
+
+
+def json_object(value, option: str) -> dict:
+    """A command-line JSON object (``--cuts '{...}'``), or a dict passed through by Python callers."""
+    import json
+
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise StarfmInputError(f"{option}: not valid JSON ({exc}): {value!r}") from exc
+    if not isinstance(value, dict):
+        raise StarfmInputError(f"{option}: expected a JSON object, got {value!r}")
+    return value
