@@ -10,7 +10,6 @@ import zipfile
 import numpy as np
 import pytest
 import requests
-from astropy.io import votable
 from astropy.table import Table
 
 from starfm.gaia_archive import (AstroqueryGaiaArchive, MockGaiaArchive, PermanentArchiveError,

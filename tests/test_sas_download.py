@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from astropy.io import fits
 from astropy.table import Table
 
 from starfm import sas_download

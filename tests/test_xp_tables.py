@@ -3,10 +3,8 @@ reader ``realdata/load_realdata.py`` (pandas + per-value float(): a different co
 from __future__ import annotations
 
 import importlib.util
-import io
 import time
 import warnings
-import zipfile
 
 import numpy as np
 import pytest

@@ -24,7 +24,6 @@ No cuts are applied here (the assembly stage owns them).
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Iterable, Mapping

@@ -44,8 +44,6 @@ import json
 import logging
 import math
 import sys
-import warnings
-from pathlib import Path
 
 import h5py
 import numpy as np

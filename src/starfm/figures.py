@@ -522,7 +522,7 @@ def plot_extinction_curve(d: dict, path: Path) -> Path:
             ylabel=f"A($\\lambda$) / E(B-V)$_{{\\rm true}}$ (E$_{{\\rm true}}$ = "
                    f"{d['ebv_true_over_sfd']:g} E$_{{\\rm SFD}}$)",
             ylim=(0, 1.3 * np.nanmax(finite)),
-            title=f"extinction curve: E(B-V)$_{{\\rm SFD}}$ = "
+            title="extinction curve: E(B-V)$_{\\rm SFD}$ = "
                   + ", ".join(f"{e:g}" for e in d["ebv"]) + f" vs {d['ebv_reference']:.3g}")
     ax1.legend(fontsize=7, loc="upper right")
     fig.suptitle("Fig. 16: the extinction curve learned by the model")
