@@ -144,6 +144,42 @@ def test_context_sampler():
     assert not torch.equal(t3[:, :5], token[:, :5])
 
 
+def test_spectra_in_contexts_follow_the_priority():
+    present = _present()
+    prio = torch.arange(120, dtype=torch.float32)          # token k: priority k
+    prio[TOKEN_INDEX["mass"]] = float("inf")               # never
+    prio[TOKEN_INDEX["teff"]] = -1.0                       # first, when offered
+    keep = torch.ones(120)
+    keep[TOKEN_INDEX["teff"]] = 0.5
+    g = torch.Generator().manual_seed(5)
+    token, pad = M.sample_context(present, 5, 64, g, prio, 1.0, keep)
+    n_ctx, n_present = (~pad).sum(1), present.sum(1)
+    assert present.gather(1, token)[~pad].all()
+    assert not (token[~pad] == TOKEN_INDEX["mass"]).any()
+    # filled to 64 (or all usable tokens), lowest priority first: a sorted row of priorities
+    usable = present.clone()
+    usable[:, TOKEN_INDEX["mass"]] = False
+    assert (n_ctx[usable.sum(1) >= 65] == 64).all()        # 65: teff may be held back
+    p = torch.where(pad, torch.inf, prio[token])
+    assert (p[:, 1:] >= p[:, :-1]).all()
+    # teff offered in about half of the stars that have it (binomial sd 0.03 at ~250 stars)
+    has = present[:, TOKEN_INDEX["teff"]]
+    rate = (token == TOKEN_INDEX["teff"]).any(1)[has].float().mean().item()
+    assert 0.35 < rate < 0.65
+    # a share of 0 leaves the uniform sampler as it was; a share of 0.5 mixes both kinds
+    ref = M.sample_context(present, 5, 64, torch.Generator().manual_seed(3))
+    same = M.sample_context(present, 5, 64, torch.Generator().manual_seed(3), prio, 0.0, keep)
+    assert torch.equal(ref[0], same[0]) and torch.equal(ref[1], same[1])
+    token, pad = M.sample_context(present, 5, 64, torch.Generator().manual_seed(6), prio, 0.5)
+    p = torch.where(pad, torch.inf, prio[token])
+    ordered = (p[:, 1:] >= p[:, :-1]).all(1) & ((~pad).sum(1) == 64)
+    assert 0.35 < ordered[present.sum(1) >= 100].float().mean().item() < 0.65
+    # with priority_full_length 0 the spectra-in contexts keep the random 5-64 length
+    _, pad = M.sample_context(present, 5, 64, torch.Generator().manual_seed(7), prio, 1.0,
+                              priority_full_length=0.0)
+    assert (~pad).sum(1)[present.sum(1) >= 64].float().mean().item() < 40   # ~34.5, not 64
+
+
 def test_request_sampler_weights():
     present = _present(b=3000)
     w = torch.ones(120)

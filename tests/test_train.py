@@ -16,7 +16,7 @@ from synthetic_dataset import trained_synthetic_model, write_synthetic_dataset
 TINY = ModelConfig(d_model=16, n_heads=2, encoder_ff=(32, 32), decoder_ff=(32, 32),
                    head_hidden=(32,), dropout=0.1)   # dropout on: its RNG stream must resume too
 # 3 epochs: resuming after epoch 1 must restore the scheduler too (epoch 3's lr depends on it)
-CFG = T.TrainConfig(epochs=3, batch_size=128, lr=1e-3, n_requests=4, seed=11)
+CFG = T.TrainConfig(epochs=3, batch_size=128, lr=1e-3, n_requests=4, seed=11, warmup_epochs=0.0)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -182,3 +182,48 @@ def test_training_learns_the_synthetic_survey():
     # far from converged (measured 0.62; 0.37 after 6 epochs on 16k stars): it must still beat
     # the median clearly
     assert ratio["mass"] < 0.8
+
+
+def test_warmup_then_per_step_cosine(small_dataset, tmp_path):
+    cfg = T.TrainConfig(**{**CFG.__dict__, "epochs": 2, "warmup_epochs": 1.0})
+    rows = _run(small_dataset, tmp_path, cfg)["history"]
+    # ~400 training stars = 4 steps of 128: epoch 1 starts at lr/4 (linear warm-up over one
+    # epoch), epoch 2 (warm-up over) at half the 2-epoch cosine; without warm-up epoch 1
+    # would start at lr (test_uninterrupted_run_writes_model_log_and_checkpoint)
+    assert float(rows[0]["lr"]) < 0.6 * cfg.lr
+    assert float(rows[1]["lr"]) == pytest.approx(0.5 * cfg.lr, rel=1e-3)
+
+
+def test_spectra_in_context_order_and_offer():
+    cfg = T.TrainConfig(spectra_keep_label=0.2, spectra_keep_other=0.75)
+    prio, keep = cfg.context_priority(), cfg.context_keep()
+    i = tokens.TOKEN_INDEX
+    # labels (when offered) first, then photometry/pseudo-luminosity/E(B-V), then XP by order
+    assert prio[i["mass"]] < prio[i["pseudo_luminosity"]] == prio[i["bp_rp"]] < prio[i["bp0"]]
+    assert prio[i["bp0"]] == prio[i["rp0"]] < prio[i["bp1"]] < prio[i["rp28"]] < prio[i["bp54"]]
+    assert keep[i["mass"]] == 0.2 and keep[i["ln_ebv"]] == 0.75 and keep[i["rp54"]] == 1.0
+    # the evaluation's 63 inputs are the 63 first non-label tokens of that order (+ bp29 or rp29)
+    from starfm.evaluate import TRANSFORMER_INPUTS
+    order = [tokens.VOCABULARY[k] for k in prio.argsort(stable=True).tolist()
+             if tokens.VOCABULARY[k] not in T.LABEL_TOKENS][:65]
+    assert set(TRANSFORMER_INPUTS) <= set(order) and set(order) - set(TRANSFORMER_INPUTS) <= {"bp29", "rp29"}
+
+
+def test_gradient_clipping_bounds_the_step():
+    from starfm.model import StarModel
+    x = torch.randn(64, 120)
+    x[:, 100:] = float("nan")
+    e = torch.full_like(x, 0.1)
+    batch = T.draw_batch(x, e, TINY, 4, T.TrainConfig().request_weight(), torch.Generator().manual_seed(0))
+    steps = []
+    for clip in (0.0, 1e-3):
+        torch.manual_seed(0)
+        model = StarModel(TINY)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        T.train_step(model, opt, scaler, batch, None, 1, grad_clip=clip)
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        steps.append(float((after - before).norm()))
+    # plain SGD with lr 1: the step is the gradient, whose norm the clip caps at 1e-3
+    assert steps[0] > 1e-2 and steps[1] == pytest.approx(1e-3, rel=1e-3)

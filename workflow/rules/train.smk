@@ -14,6 +14,9 @@ rule train:
         lr=config["train"]["lr"],
         seed=config["train"]["seed"],
         device=config["train"]["device"],
+        warmup=config["train"]["warmup_epochs"],
+        clip=config["train"]["grad_clip"],
+        spectra=config["train"]["spectra_context_fraction"],
         checkpoint=R("model/checkpoint.pt"),
     log:
         R("logs/train.log"),
@@ -28,4 +31,6 @@ rule train:
     shell:
         "{STARFM} train --dataset {input} --size {params.size} --epochs {params.epochs}"
         " --batch-size {params.batch} --lr {params.lr} --seed {params.seed} --device {params.device}"
+        " --warmup-epochs {params.warmup} --grad-clip {params.clip}"
+        " --spectra-context-fraction {params.spectra}"
         " --checkpoint {params.checkpoint} --loss-log {output.loss} --out {output.model} --log {log}"
