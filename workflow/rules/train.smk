@@ -24,7 +24,7 @@ rule train:
         R("benchmarks/train.tsv")
     conda:
         "../envs/ml.yaml"
-    threads: 2
+    threads: config["train"]["threads"]
     resources:
         mem_mb=8000,
         runtime=2880,
@@ -33,4 +33,4 @@ rule train:
         " --batch-size {params.batch} --lr {params.lr} --seed {params.seed} --device {params.device}"
         " --warmup-epochs {params.warmup} --grad-clip {params.clip}"
         " --spectra-context-fraction {params.spectra}"
-        " --checkpoint {params.checkpoint} --loss-log {output.loss} --out {output.model} --log {log}"
+        " --threads {threads} --checkpoint {params.checkpoint} --loss-log {output.loss} --out {output.model} --log {log}"
