@@ -281,38 +281,50 @@ def test_agreement_metric():
     assert ec.curve_agreement(edge, law, lam) == 0.0
 
 
-# ---------------------------------------------------------------- slow: the trained default model
-# Measured on the provisional default model (/tmp/run1, 12 CPU epochs; reference E_0 = 0.090 from
-# its ln_ebv standardisation): colour-excess shape 3.0 %, absolute A/E 24 % (magnitude form; the
-# ln form 30 %). The shape comes from the spectra alone and is stable (2.5-6.6 % for E_0 from
-# 0.03 to 0.12); the absolute level adds A_G/E from the predicted pseudo-luminosity, which this
-# small model gets only roughly (its A/E falls with E: 12 %, 27 %, 45 % off at E = 0.4, 0.8, 1.2,
-# where training stars thin out) and which moves by +-20 % with E_0.
-# The tuned default (20 epochs, 75 % spectra-in contexts, which favour spectra -> labels over
-# labels -> spectra) gives shape 15.9 %, absolute 34.7 % on the same check.
-# A second default run (same data; multi-threaded training differs in the last digits) gave
-# shape 13.0 %, absolute 52.5 %: the absolute level is the fragile part.
-# Thresholds, with margin for another seed/tuning of the default model:
-# - shape <= 20 %: a grey (flat) law gives 31 %, so the model must have learned how extinction
-#   depends on wavelength;
-# - absolute <= 70 %: catches a broken G-normalisation undo (no A_G term: 95 %), a model that
-#   learned no extinction (100 %); it cannot tell R_V 3.1 from 5 (75 %) or 2.5 (24 %) with the
-#   present model. The magnitude vs ln choice (8 %) is settled on the
-#   mock's own spectra above (test_mock_physics_...), not here.
+# ---------------------------------------------------------------- slow: a model trained on the mock
+# Which model: the default CPU configuration trains 75 % of stars on spectra-in contexts
+# (train.spectra_context_fraction), which is what makes the small model beat XGBoost on
+# spectra -> labels within ~4 CPU minutes, but starves the labels -> spectra direction that
+# Fig. 16 uses. Measured on the default run's dataset (20 epochs, 1 thread, deterministic):
+#   spectra_context_fraction 0.75 (default): shape 24.3 %, absolute 54.0 %
+#   spectra_context_fraction 0.5:             shape 19.9 %, absolute 21.9 %
+#   spectra_context_fraction 0.25:            shape  5.7 %, absolute 28.0 %
+#   spectra_context_fraction 0 (the paper's random 5-64 contexts): shape 10.6 %, absolute 11.0 %
+# So the test trains the paper's sampling (the method whose claim Fig. 16 makes) on the default
+# run's dataset, and checks that it recovers the injected law:
+# - shape <= 20 %: a grey (flat) law gives 31 %; the bound asks for the wavelength dependence;
+# - absolute <= 20 %: a broken G-normalisation undo (no A_G term) gives 95 %, no extinction
+#   100 %, R_V = 5 75 %, R_V = 2.5 24 %: all fail.
+# The magnitude vs ln choice (8 %) is settled on the mock's own spectra above
+# (test_mock_physics_...), not here.
 SHAPE_TOLERANCE = 0.20
-ABSOLUTE_TOLERANCE = 0.70
+ABSOLUTE_TOLERANCE = 0.20
 
 
 @pytest.mark.slow
-def test_default_model_recovers_the_injected_law(default_run):
+def test_paper_sampling_recovers_the_injected_law(default_run, tmp_path):
+    import subprocess
+    import sys
+
     from starfm.baseline import read_dataset
     from starfm.inference import StarFM
 
     workdir, config = default_run
     results = workdir / config["results"]
+    train = config["train"]
+    out = subprocess.run(
+        [sys.executable, "-m", "starfm", "train", "--dataset", str(results / "dataset.h5"),
+         "--size", config["model"]["size"], "--epochs", str(train["epochs"]),
+         "--batch-size", str(train["batch_size"]), "--lr", str(train["lr"]),
+         "--seed", str(train["seed"]), "--warmup-epochs", str(train["warmup_epochs"]),
+         "--grad-clip", str(train["grad_clip"]), "--spectra-context-fraction", "0",
+         "--threads", "1", "--checkpoint", str(tmp_path / "ck.pt"),
+         "--loss-log", str(tmp_path / "log.csv"), "--out", str(tmp_path / "model.pt"),
+         "--no-progress"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
     ds = read_dataset(results / "dataset.h5")
     assert "extinction_law" in ds.attrs["truth_attrs"]
-    model = StarFM.load(results / "model" / "model.pt")
+    model = StarFM.load(tmp_path / "model.pt")
     c = ec.recover_extinction_curve(model, ds.attrs["truth_attrs"])
     lam = c.wavelength_nm
     shape = ec.curve_agreement(c.median, c.injected, lam, up_to_offset=True)
