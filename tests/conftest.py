@@ -14,6 +14,18 @@ def _shared_dir() -> Path:
     return Path(env) if env else REPO_ROOT.parent / "shared"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Train/predict on one torch thread (2 shared cores: more threads only add contention at
+    test sizes, and one thread is bit-reproducible); restores the previous count afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -16,11 +16,8 @@ XP = tokens.XP_BP + tokens.XP_RP
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Every test here runs on one torch thread (conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")

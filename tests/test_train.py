@@ -20,12 +20,8 @@ CFG = T.TrainConfig(epochs=3, batch_size=128, lr=1e-3, n_requests=4, seed=11, wa
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2 shared cores: intra-op threads only add contention at these sizes
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Every test here runs on one torch thread (conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")
