@@ -2,9 +2,17 @@
 # The whole pipeline reads top to bottom in workflow/rules/*.smk; every rule calls one
 # stage of the package (`python -m starfm <stage>`), so each stage runs without Snakemake.
 
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# Every job runs this checkout's package (`python -m starfm`), in the pip-installed environment
+# or a per-rule conda one alike: jobs inherit the environment, local and on Slurm.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (f"{workflow.basedir}/src", os.environ.get("PYTHONPATH")) if p)
+)
 
 
 configfile: "config.yaml"

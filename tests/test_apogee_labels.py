@@ -86,8 +86,9 @@ def montalban(realdata_dir, tmp_path):
 def test_real_rows_end_to_end(montalban, tmp_path):
     allstar, dm_path, m, _ = montalban
     out = tmp_path / "labels.h5"
-    rc = cli(["--allstar", str(allstar), "--distmass", str(dm_path), "--distmass-columns",
-              json.dumps(COLS), "--age-unit", "yr", "--out", str(out), "--log", str(tmp_path / "l.log")])
+    settings = {"distmass_columns": COLS, "distmass_age_unit": "yr"}
+    rc = cli(["--allstar", str(allstar), "--distmass", str(dm_path), "--settings",
+              json.dumps(settings), "--out", str(out), "--log", str(tmp_path / "l.log")])
     assert rc == 0
     t = read_table(out)
     assert sorted(t) == sorted(CONTRACT)
@@ -189,7 +190,7 @@ def test_age_unit_conversion(tmp_path, unit, age, err, want, want_err):
 def test_wrong_age_unit_is_caught(tmp_path):
     a = make_allstar(3)
     d = make_distmass(a["APOGEE_ID"], age_yr=[2.0, 5.0, 9.0])   # Gyr values, declared as yr
-    with pytest.raises(StarfmInputError, match="age-unit"):
+    with pytest.raises(StarfmInputError, match="distmass_age_unit"):
         run(tmp_path, a, d, unit="yr")
 
 
@@ -280,7 +281,7 @@ def test_bad_column_json_and_cli_exit_code(tmp_path, capsys):
     with pytest.raises(StarfmInputError, match=r"missing key\(s\) \['age_err'\]"):
         build_labels(a, d, {k: v for k, v in COLS.items() if k != "age_err"}, "yr")
     rc = cli(["--allstar", str(tmp_path / "none.fits"), "--distmass", str(d),
-              "--distmass-columns", json.dumps(COLS), "--out", str(tmp_path / "o.h5")])
+              "--settings", json.dumps({"distmass_columns": COLS}), "--out", str(tmp_path / "o.h5")])
     assert rc == 1 and "none.fits" in capsys.readouterr().err
     assert not (tmp_path / "o.h5").exists()
 

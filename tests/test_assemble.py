@@ -439,7 +439,7 @@ def test_bad_cuts_missing_key_and_bad_json_and_fraction(tmp_path, tables):
     cuts = {k: v for k, v in DEFAULT_CUTS.items() if k != "bp_rp"}
     _expect_error(tmp_path, tables, r"missing key\(s\) \['bp_rp'\]", cuts=cuts)
     _expect_error(tmp_path, tables, "not valid JSON", cuts="{mass: 1")
-    _expect_error(tmp_path, tables, "test-fraction", test_fraction=1.0)
+    _expect_error(tmp_path, tables, "split.test_fraction", test_fraction=1.0)
 
 
 # ---- command line ---------------------------------------------------------------------------
@@ -449,12 +449,12 @@ def test_cli_contract(tmp_path, tables):
     argv = ["--labels", str(paths["labels"]), "--gaia-source", str(paths["gaia_source"]),
             "--xp", str(paths["xp"]), "--parallax", str(paths["parallax"]),
             "--extinction", str(paths["extinction"]), "--truth", str(paths["truth"]),
-            "--cuts", json.dumps(DEFAULT_CUTS, sort_keys=True), "--test-fraction", "0.1",
-            "--split-seed", "7", "--out", str(out), "--log", str(log)]
+            "--settings", json.dumps({"cuts": DEFAULT_CUTS, "split": {"test_fraction": 0.1, "seed": 7}}),
+            "--out", str(out), "--log", str(log)]
     assert cli(argv) == 0 and out.exists()
     assert "mass in (0.5, 4.0) Msun" in log.read_text()
     bad = argv.copy()
-    bad[bad.index("--cuts") + 1] = json.dumps({**DEFAULT_CUTS, "mass": [4, 1]})
+    bad[bad.index("--settings") + 1] = json.dumps({"cuts": {**DEFAULT_CUTS, "mass": [4, 1]}})
     out.unlink()
     assert cli(bad) == 1 and not out.exists()
 

@@ -122,7 +122,7 @@ def test_baseline_is_seeded(tmp_path):
 
 def test_cli_writes_one_file(tmp_path):
     make_tiny_dataset(tmp_path / "d.h5", n=200)
-    rc = cli(["--dataset", str(tmp_path / "d.h5"), "--n-estimators", "5", "--seed", "5",
+    rc = cli(["--dataset", str(tmp_path / "d.h5"), "--settings", '{"n_estimators": 5, "seed": 5}',
               "--threads", "1", "--out", str(tmp_path / "out" / "xgb.json"),
               "--log", str(tmp_path / "log.txt")])
     assert rc == 0

@@ -1,6 +1,7 @@
 """The dust Monte Carlo stage: the per-sample rules, the statistics, determinism, bad input."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -142,14 +143,21 @@ def _write_inputs(tmp_path, n=60, seed=0):
     return {"ids": ids, "glon": glon[:n], "glat": glat[:n], "plx": plx, "err": err}
 
 
+SETTING_KEYS = ("n_samples", "seed", "negative_parallax_distance_kpc", "good_ruwe_max",
+                "good_parallax_error_max", "dust_dir")
+
+
 def _argv(tmp_path, **over):
+    """The stage's command line: file paths, plus the dust settings as one --settings JSON."""
     args = {"allstar": tmp_path / "allStar.fits", "gaia-source": tmp_path / "gaia_source.h5",
-            "parallax": tmp_path / "parallax.h5", "dust-dir": tmp_path / "dust",
-            "n-samples": 100, "seed": 1, "negative-parallax-distance": 99.0,
-            "good-ruwe-max": 1.4, "good-parallax-error-max": 0.1,
+            "parallax": tmp_path / "parallax.h5", "dust_dir": tmp_path / "dust",
+            "n_samples": 100, "seed": 1, "negative_parallax_distance_kpc": 99.0,
+            "good_ruwe_max": 1.4, "good_parallax_error_max": 0.1,
             "out": tmp_path / "out" / "extinction.h5", "log": tmp_path / "dust.log"}
     args.update(over)
-    return [x for k, v in args.items() for x in (f"--{k}", str(v))]
+    settings = {k: (str(v) if k == "dust_dir" else v) for k, v in args.items() if k in SETTING_KEYS}
+    argv = [x for k, v in args.items() if k not in SETTING_KEYS for x in (f"--{k}", str(v))]
+    return argv + ["--settings", json.dumps(settings)]
 
 
 def test_stage_end_to_end(tmp_path):
@@ -194,13 +202,13 @@ def test_stage_end_to_end(tmp_path):
     ("glat_range", "GLAT"),
     ("radians", "radians"),
     ("units", "mas"),
-    ("n_samples", "n-samples"),
+    ("n_samples", "n_samples"),
 ])
 def test_bad_input_is_a_clear_error(tmp_path, problem, match, capsys):
     _write_inputs(tmp_path, n=150)
     over = {}
     if problem == "no_map":
-        over["dust-dir"] = tmp_path / "nowhere"
+        over["dust_dir"] = tmp_path / "nowhere"
     elif problem == "no_allstar":
         over["allstar"] = tmp_path / "missing.fits"
     elif problem == "missing_column":
@@ -230,7 +238,7 @@ def test_bad_input_is_a_clear_error(tmp_path, problem, match, capsys):
         p["parallax_corrected"] = p["parallax_corrected"] * 1000.0     # microarcseconds
         write_table(tmp_path / "parallax.h5", p)
     elif problem == "n_samples":
-        over["n-samples"] = 0
+        over["n_samples"] = 0
     assert cli(_argv(tmp_path, **over)) == 1
     err = capsys.readouterr().err
     assert "starfm: error:" in err and match in err
@@ -238,15 +246,16 @@ def test_bad_input_is_a_clear_error(tmp_path, problem, match, capsys):
     with pytest.raises(StarfmInputError, match=match):
         argv = _argv(tmp_path, **over)
         kw = dict(zip(argv[::2], argv[1::2]))
-        dust_extinction(kw["--allstar"], kw["--gaia-source"], kw["--parallax"], kw["--dust-dir"],
-                        kw["--out"], n_samples=int(kw["--n-samples"]))
+        settings = json.loads(kw["--settings"])
+        dust_extinction(kw["--allstar"], kw["--gaia-source"], kw["--parallax"], settings["dust_dir"],
+                        kw["--out"], n_samples=settings["n_samples"])
 
 
 def test_help_mentions_every_option():
     proc = subprocess.run([sys.executable, "-m", "starfm", "dust", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0
-    for opt in ("--allstar", "--gaia-source", "--parallax", "--dust-dir", "--n-samples", "--seed",
-                "--negative-parallax-distance", "--good-ruwe-max", "--good-parallax-error-max",
-                "--out", "--log"):
+    for opt in ("--allstar", "--gaia-source", "--parallax", "--dust-map", "--settings", "--out",
+                "--log", "n_samples", "seed", "negative_parallax_distance_kpc", "good_ruwe_max",
+                "good_parallax_error_max", "dust_dir"):
         assert opt in proc.stdout

@@ -8,6 +8,8 @@ parallax 10^(G/5), so the G normalisation must be undone for the law to come bac
 """
 from __future__ import annotations
 
+import json
+
 import logging
 
 import astropy.units as u
@@ -311,14 +313,10 @@ def test_paper_sampling_recovers_the_injected_law(default_run, tmp_path):
 
     workdir, config = default_run
     results = workdir / config["results"]
-    train = config["train"]
+    settings = {**config["train"], "spectra_context_fraction": 0, "threads": 1}
     out = subprocess.run(
         [sys.executable, "-m", "starfm", "train", "--dataset", str(results / "dataset.h5"),
-         "--size", config["model"]["size"], "--epochs", str(train["epochs"]),
-         "--batch-size", str(train["batch_size"]), "--lr", str(train["lr"]),
-         "--seed", str(train["seed"]), "--warmup-epochs", str(train["warmup_epochs"]),
-         "--grad-clip", str(train["grad_clip"]), "--spectra-context-fraction", "0",
-         "--threads", "1", "--checkpoint", str(tmp_path / "ck.pt"),
+         "--settings", json.dumps(settings), "--checkpoint", str(tmp_path / "ck.pt"),
          "--loss-log", str(tmp_path / "log.csv"), "--out", str(tmp_path / "model.pt"),
          "--no-progress"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]

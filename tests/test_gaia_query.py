@@ -151,8 +151,9 @@ def test_gives_up_after_max_retries_naming_the_batch(store, tmp_path):
 def test_cli_both_stages(store, tmp_path):
     directory, gs, xp = store
     allstar = write_allstar(tmp_path / "allStar.fits", np.concatenate([gs["source_id"], [0, 0]]))
-    common = ["--allstar", str(allstar), "--archive", "mock", "--mock-archive-dir", str(directory),
-              "--batch-size", "5000", "--max-retries", "5", "--backoff", "2.0", "--timeout", "600",
+    common = ["--allstar", str(allstar), "--archive", "mock",
+              "--mock-archive", str(directory / "manifest.json"),
+              "--settings", '{"batch_size": 5000, "max_retries": 5, "backoff_seconds": 2.0}',
               "--no-progress"]
     out = tmp_path / "results" / "gaia"
     rc = gaia_query.cli_source(common + ["--cache-dir", str(out / "cache" / "gs"),
@@ -167,5 +168,5 @@ def test_cli_both_stages(store, tmp_path):
     assert "without XP" in (tmp_path / "xp.log").read_text()
     # bad input: one clear error line, exit 1
     assert gaia_query.cli_xp(["--allstar", str(tmp_path / "nope.fits"), "--archive", "mock",
-                              "--mock-archive-dir", str(directory), "--cache-dir", str(tmp_path / "c"),
+                              "--mock-archive", str(directory / "manifest.json"), "--cache-dir", str(tmp_path / "c"),
                               "--out", str(tmp_path / "x.h5"), "--missing", str(tmp_path / "m.txt")]) == 1

@@ -1,6 +1,8 @@
 """The train stage: seeding, resume equivalence, the loss log, input errors, and learning."""
 from __future__ import annotations
 
+import json
+
 import csv
 
 import h5py
@@ -157,8 +159,10 @@ def test_cli(small_dataset, tmp_path, capsys):
     args = ["--loss-log", str(tmp_path / "log.csv"), "--out", str(tmp_path / "model.pt")]
     assert T.cli(["--dataset", str(tmp_path / "nope.h5"), *args]) == 1
     assert "nope.h5" in capsys.readouterr().err
-    rc = T.cli(["--dataset", str(small_dataset), "--size", "small", "--epochs", "2", "--batch-size", "256",
-                "--device", "cpu", "--checkpoint", str(tmp_path / "ck.pt"), "--max-epochs-this-run", "1",
+    settings = {"model_size": "small", "epochs": 2, "batch_size": 256, "device": "cpu"}
+    assert T.cli(["--dataset", str(small_dataset), "--settings", '{"epochs": 0}', *args]) == 1
+    assert "epochs" in capsys.readouterr().err
+    rc = T.cli(["--dataset", str(small_dataset), "--settings", json.dumps(settings), "--checkpoint", str(tmp_path / "ck.pt"), "--max-epochs-this-run", "1",
                 "--no-progress", *args])
     assert rc == 0 and (tmp_path / "ck.pt").exists() and not (tmp_path / "model.pt").exists()
 

@@ -141,7 +141,7 @@ def test_missing_column_empty_and_cli(tmp_path, capsys):
     with pytest.raises(StarfmInputError, match="empty"):
         correct_parallaxes({k: v[:0] for k, v in t.items()})
     write_table(src, t)
-    assert cli(["--gaia-source", str(src), "--extra-term", "0.005", "--out", str(out),
+    assert cli(["--gaia-source", str(src), "--settings", '{"extra_term_mas": 0.005}', "--out", str(out),
                 "--log", str(tmp_path / "zp.log")]) == 0
     res = read_table(out)
     assert sorted(res) == ["parallax_corrected", "source_id", "zero_point"]

@@ -25,6 +25,7 @@ No cuts are applied here (the assembly stage owns them).
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -33,6 +34,7 @@ from astropy.io import fits
 
 from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError, require_rows, write_table
+from starfm.settings import add_settings_argument, parse_settings
 
 log = logging.getLogger("starfm.labels")
 
@@ -118,16 +120,46 @@ def read_allstar(path: str | Path, columns: Iterable[str] = ALLSTAR_COLUMNS) -> 
     return read_fits_columns(path, columns, hdu=1, what="allStar file")
 
 
+# ---------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class DistMassColumns:
+    """config.yaml ``apogee.distmass_columns``: the DistMass VAC's column names."""
+
+    SECTION = "apogee.distmass_columns"
+    apogee_id: str = "APOGEE_ID"
+    mass: str = "MASS"
+    mass_err: str = "MASS_ERR"
+    age: str = "AGE"
+    age_err: str = "AGE_ERR"
+    bitmask: str = "BITMASK"          # "" = the file has no bitmask
+
+
+@dataclass(frozen=True)
+class ApogeeSettings:
+    """config.yaml ``apogee:`` (defaults = the schema's). The labels stage reads the DistMass
+    columns and age unit; the URLs and local paths choose the files the rules hand it."""
+
+    SECTION = "apogee"
+    allstar_url: str = ("https://data.sdss.org/sas/dr17/apogee/spectro/aspcap/dr17/synspec_rev1/"
+                        "allStar-dr17-synspec_rev1.fits")
+    distmass_url: str = ("https://data.sdss.org/sas/dr17/apogee/vac/apogee-distmass/"
+                         "APOGEE_DistMass-DR17_v1.6.1.fits")
+    allstar_path: str = ""
+    distmass_path: str = ""
+    distmass_columns: DistMassColumns = field(default_factory=DistMassColumns)
+    distmass_age_unit: str = "yr"
+
+
 # ---------------------------------------------------------------- the pieces of the stage
 
 def parse_distmass_columns(spec: str | Mapping[str, str]) -> dict[str, str | None]:
     """Validate the DistMass column mapping (JSON text or a dict)."""
-    spec = json_object(dict(spec) if isinstance(spec, Mapping) else spec, "--distmass-columns")
+    spec = json_object(dict(spec) if isinstance(spec, Mapping) else spec, "apogee.distmass_columns")
     known = DISTMASS_KEYS_REQUIRED + DISTMASS_KEYS_OPTIONAL
     unknown = sorted(set(spec) - set(known))
     missing = [k for k in DISTMASS_KEYS_REQUIRED if not spec.get(k)]
     if unknown or missing:
-        raise StarfmInputError(f"--distmass-columns: unknown key(s) {unknown}, missing key(s) "
+        raise StarfmInputError(f"apogee.distmass_columns: unknown key(s) {unknown}, missing key(s) "
                                f"{missing}; expected keys {list(known)}")
     return {k: (spec.get(k) or None) for k in known}
 
@@ -162,7 +194,7 @@ def age_to_gyr(age: np.ndarray, age_err: np.ndarray, unit: str) -> tuple[np.ndar
     if unit == "log10yr":
         age_gyr = 10.0 ** (age - 9.0)
         return age_gyr, age_gyr * np.log(10.0) * age_err
-    raise StarfmInputError(f"--age-unit: unknown unit {unit!r}; expected one of {list(AGE_UNITS)}")
+    raise StarfmInputError(f"apogee.distmass_age_unit: unknown unit {unit!r}; expected one of {list(AGE_UNITS)}")
 
 
 def match_distmass(allstar_ids: np.ndarray, dm_ids: np.ndarray, dm_usable: np.ndarray,
@@ -209,7 +241,7 @@ def build_labels(allstar_path: str | Path, distmass_path: str | Path,
     allstar_path, distmass_path = Path(allstar_path), Path(distmass_path)
     names = parse_distmass_columns(distmass_columns)
     if age_unit not in AGE_UNITS:
-        raise StarfmInputError(f"--age-unit: unknown unit {age_unit!r}; expected one of {list(AGE_UNITS)}")
+        raise StarfmInputError(f"apogee.distmass_age_unit: unknown unit {age_unit!r}; expected one of {list(AGE_UNITS)}")
 
     star = read_allstar(allstar_path)
     n_allstar = len(star["APOGEE_ID"])
@@ -329,15 +361,15 @@ def build_labels(allstar_path: str | Path, distmass_path: str | Path,
 
 
 def _check_units(mass: np.ndarray, age_gyr: np.ndarray, age_unit: str, source: Path) -> None:
-    """Catch a wrong --age-unit or wrong column early: typical giants are ~1 Msun, ~1-14 Gyr."""
+    """Catch a wrong apogee.distmass_age_unit or wrong column early: typical giants are ~1 Msun, ~1-14 Gyr."""
     med_mass = np.nanmedian(mass) if np.isfinite(mass).any() else np.nan
     med_age = np.nanmedian(age_gyr) if np.isfinite(age_gyr).any() else np.nan
     if np.isfinite(med_mass) and not 0.05 < med_mass < 50:
         raise StarfmInputError(f"{source}: median DistMass mass {med_mass:.3g} is not in Msun "
-                               f"(expected ~0.5-4); check --distmass-columns")
+                               f"(expected ~0.5-4); check apogee.distmass_columns")
     if np.isfinite(med_age) and not 0.01 < med_age < 100:
         raise StarfmInputError(f"{source}: median DistMass age {med_age:.3g} Gyr after reading it "
-                               f"as {age_unit!r}; the --age-unit looks wrong (yr | Gyr | log10yr)")
+                               f"as {age_unit!r}; the setting apogee.distmass_age_unit looks wrong (yr | Gyr | log10yr)")
 
 
 def make_labels(allstar: str | Path, distmass: str | Path, distmass_columns: str | Mapping[str, str],
@@ -353,18 +385,15 @@ def make_labels(allstar: str | Path, distmass: str | Path, distmass_columns: str
 @run_cli
 def cli(argv=None) -> int:
     parser = stage_parser("labels", "Join APOGEE DR17 allStar with the DistMass VAC, NaN flagged "
-                          "labels, drop duplicate spectra; one row per Gaia DR3 source_id.")
+                          "labels, drop duplicate spectra; one row per Gaia DR3 source_id. The "
+                          "DistMass column names and age unit come from --settings.")
     parser.add_argument("--allstar", required=True, help="allStar-dr17-synspec_rev1.fits")
     parser.add_argument("--distmass", required=True, help="APOGEE_DistMass-DR17_v1.6.1.fits")
-    parser.add_argument("--distmass-columns", required=True,
-                        help='JSON mapping of DistMass columns, keys apogee_id, mass, mass_err, age, '
-                             'age_err, bitmask (optional), e.g. \'{"apogee_id": "APOGEE_ID", "mass": '
-                             '"MASS", "mass_err": "MASS_ERR", "age": "AGE", "age_err": "AGE_ERR", '
-                             '"bitmask": "BITMASK"}\'')
-    parser.add_argument("--age-unit", default="yr", choices=AGE_UNITS,
-                        help="unit of the DistMass age columns (converted to Gyr)")
     parser.add_argument("--out", required=True, help="output label table (HDF5)")
+    add_settings_argument(parser, ApogeeSettings)
     args = parser.parse_args(argv)
     setup_logging(args.log, args.verbose)
-    make_labels(args.allstar, args.distmass, args.distmass_columns, args.age_unit, args.out)
+    s = parse_settings(ApogeeSettings, args.settings)
+    make_labels(args.allstar, args.distmass, asdict(s.distmass_columns), s.distmass_age_unit,
+                args.out)
     return 0

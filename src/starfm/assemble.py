@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import sys
+from dataclasses import asdict, dataclass, field
 
 import h5py
 import numpy as np
@@ -52,6 +53,7 @@ from tqdm import tqdm
 
 from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError, read_table, require_rows, write_table
+from starfm.settings import add_settings_argument, parse_settings
 from starfm.tokens import N_XP, TOKEN_INDEX, VOCABULARY
 
 log = logging.getLogger("starfm.assemble")
@@ -84,14 +86,47 @@ NOT_ALL_NAN = {
 XP_CHUNK_ROWS = 65536  # XP rows read per HDF5 slice: bounds memory (~30 MB per 2-D column)
 
 
+# ---- settings ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CutSettings:
+    """config.yaml ``cuts:`` (ranges are open intervals; defaults = the schema's)."""
+
+    SECTION = "cuts"
+    mass: tuple[float, float] = (0.5, 4.0)          # [Msun]
+    age_gyr: tuple[float, float] = (0.0, 14.0)      # [Gyr]
+    m_h: tuple[float, float] = (-2.5, 0.7)          # [dex], where [M/H] is finite
+    g_mag: tuple[float, float] = (6.0, 17.5)        # XP and BP-RP valid only inside
+    bp_rp: tuple[float, float] = (0.0, 4.0)         # ... and inside this
+    excess_factor_max: float = 2.0                  # ... and below this excess factor
+    ruwe_max: float = 1.4                           # parallax valid only below this ruwe
+    parallax_error_max: float = 0.1                 # ... and this error [mas]
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """config.yaml ``split:``."""
+
+    SECTION = "split"
+    test_fraction: float = 0.1
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class AssembleSettings:
+    """The assemble stage's settings: config.yaml ``cuts:`` and ``split:``."""
+
+    cuts: CutSettings = field(default_factory=CutSettings)
+    split: SplitSettings = field(default_factory=SplitSettings)
+
+
 # ---- cuts and arguments --------------------------------------------------------------------
 def _parse_cuts(cuts) -> dict:
     """Validate the cuts (a dict or its JSON): exactly config.yaml's keys, min < max, max > 0."""
-    cuts = json_object(cuts, "--cuts")
+    cuts = json_object(cuts, "cuts")
     expected = set(RANGE_CUTS) | set(MAX_CUTS)
     missing, unknown = sorted(expected - set(cuts)), sorted(set(cuts) - expected)
     if missing or unknown:
-        raise StarfmInputError(f"--cuts: missing key(s) {missing}, unknown key(s) {unknown}; "
+        raise StarfmInputError(f"cuts: missing key(s) {missing}, unknown key(s) {unknown}; "
                                f"expected exactly {sorted(expected)} (config.yaml 'cuts:')")
     out = {}
     for key in RANGE_CUTS:
@@ -99,17 +134,17 @@ def _parse_cuts(cuts) -> dict:
         try:
             lo, hi = (float(v) for v in value)
         except (TypeError, ValueError):
-            raise StarfmInputError(f"--cuts: '{key}' must be [min, max], got {value!r}") from None
+            raise StarfmInputError(f"cuts: '{key}' must be [min, max], got {value!r}") from None
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise StarfmInputError(f"--cuts: '{key}' needs finite min < max, got [{lo}, {hi}]")
+            raise StarfmInputError(f"cuts: '{key}' needs finite min < max, got [{lo}, {hi}]")
         out[key] = [lo, hi]
     for key in MAX_CUTS:
         try:
             value = float(cuts[key])
         except (TypeError, ValueError):
-            raise StarfmInputError(f"--cuts: '{key}' must be a number, got {cuts[key]!r}") from None
+            raise StarfmInputError(f"cuts: '{key}' must be a number, got {cuts[key]!r}") from None
         if not (math.isfinite(value) and value > 0):
-            raise StarfmInputError(f"--cuts: '{key}' must be finite and > 0, got {value}")
+            raise StarfmInputError(f"cuts: '{key}' must be finite and > 0, got {value}")
         out[key] = value
     return out
 
@@ -256,9 +291,9 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
     cuts = _parse_cuts(cuts)
     test_fraction = float(test_fraction)
     if not 0.0 < test_fraction < 1.0:
-        raise StarfmInputError(f"--test-fraction must be in (0, 1), got {test_fraction}")
+        raise StarfmInputError(f"split.test_fraction must be in (0, 1), got {test_fraction}")
     if int(split_seed) != split_seed or split_seed < 0:
-        raise StarfmInputError(f"--split-seed must be a non-negative integer, got {split_seed}")
+        raise StarfmInputError(f"split.seed must be a non-negative integer, got {split_seed}")
     split_seed = int(split_seed)
 
     # -- the sample: label cuts --
@@ -464,16 +499,11 @@ def cli(argv=None) -> int:
     parser.add_argument("--extinction", required=True, help="ln E(B-V) per star (dust/extinction.h5)")
     parser.add_argument("--truth", default=None,
                         help="optional known truth per star (e.g. mock/truth.h5), matched by source_id")
-    parser.add_argument("--cuts", required=True,
-                        help='JSON with exactly config.yaml\'s cuts keys, e.g. \'{"mass": [0.5, 4.0], '
-                             '"age_gyr": [0, 14], "m_h": [-2.5, 0.7], "g_mag": [6, 17.5], '
-                             '"bp_rp": [0, 4], "excess_factor_max": 2, "ruwe_max": 1.4, '
-                             '"parallax_error_max": 0.1}\' (ranges are open intervals)')
-    parser.add_argument("--test-fraction", type=float, default=0.1, help="share of stars in the test split")
-    parser.add_argument("--split-seed", type=int, default=7, help="seed of the source_id hash split")
     parser.add_argument("--out", required=True, help="output dataset.h5")
+    add_settings_argument(parser, AssembleSettings)
     args = parser.parse_args(argv)
     setup_logging(args.log, args.verbose)
-    assemble(args.labels, args.gaia_source, args.xp, args.parallax, args.extinction, args.cuts,
-             args.test_fraction, args.split_seed, args.out, truth=args.truth)
+    s = parse_settings(AssembleSettings, args.settings)
+    assemble(args.labels, args.gaia_source, args.xp, args.parallax, args.extinction,
+             asdict(s.cuts), s.split.test_fraction, s.split.seed, args.out, truth=args.truth)
     return 0

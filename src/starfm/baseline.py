@@ -26,6 +26,7 @@ import numpy as np
 from starfm import tokens
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError, atomic_path, read_attrs, read_table
+from starfm.settings import add_settings_argument, parse_settings
 
 log = logging.getLogger("starfm.baseline")
 
@@ -132,6 +133,15 @@ def load_baseline(path: str | Path) -> Baseline:
     return Baseline(list(doc["inputs"]), boosters, best)
 
 
+@dataclass(frozen=True)
+class BaselineSettings:
+    """config.yaml ``baseline:`` (defaults = the schema's)."""
+
+    SECTION = "baseline"
+    n_estimators: int = 300     # maximum boosting rounds per label (paper 2000)
+    seed: int = 5               # seed of XGBoost and its hold-out
+
+
 def train_baseline(dataset: str | Path, out: str | Path, n_estimators: int = 300, seed: int = 5,
                    threads: int = 2) -> dict:
     """Train one XGBoost regressor per label on the train split of ``dataset``; write ``out``.
@@ -140,7 +150,7 @@ def train_baseline(dataset: str | Path, out: str | Path, n_estimators: int = 300
     """
     import xgboost as xgb
     if n_estimators < 1:
-        raise StarfmInputError(f"--n-estimators must be >= 1 (got {n_estimators})")
+        raise StarfmInputError(f"baseline.n_estimators must be >= 1 (got {n_estimators})")
     ds = read_dataset(dataset)
     train = ~ds.is_test
     if not train.any():
@@ -198,12 +208,11 @@ def cli(argv=None) -> int:
                           "J-K, BP-RP; one regressor per label, age in ln) on the train split of "
                           "dataset.h5, early-stopped on a 10%% hold-out, saved as one JSON file.")
     parser.add_argument("--dataset", required=True, help="dataset.h5 from the assemble stage")
-    parser.add_argument("--n-estimators", type=int, default=300,
-                        help="maximum boosting rounds per label (paper: 2000)")
-    parser.add_argument("--seed", type=int, default=5, help="seed of XGBoost and the hold-out")
     parser.add_argument("--threads", type=int, default=2, help="XGBoost threads")
     parser.add_argument("--out", required=True, help="output JSON (all regressors)")
+    add_settings_argument(parser, BaselineSettings)
     args = parser.parse_args(argv)
     setup_logging(args.log, args.verbose)
-    train_baseline(args.dataset, args.out, args.n_estimators, args.seed, args.threads)
+    s = parse_settings(BaselineSettings, args.settings)
+    train_baseline(args.dataset, args.out, s.n_estimators, s.seed, args.threads)
     return 0

@@ -6,9 +6,11 @@ import functools
 import logging
 import sys
 
-from starfm.io import StarfmInputError
+from starfm.io import StarfmError, StarfmInputError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_log = logging.getLogger("starfm")
+_logging_ready = False
 
 
 def setup_logging(log_file: str | None = None, verbose: bool = False) -> None:
@@ -18,6 +20,8 @@ def setup_logging(log_file: str | None = None, verbose: bool = False) -> None:
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT,
                         handlers=handlers, force=True)
+    global _logging_ready
+    _logging_ready = True
 
 
 def stage_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -30,20 +34,39 @@ def stage_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def run_cli(func):
-    """Decorator for ``cli(argv)``: an input error prints one clear line and exits 1."""
+    """Decorator for ``cli(argv)``: any error ends the stage with one line and exit code 1.
+
+    The line goes through the log (stderr and ``--log``) once logging is set up, else to stderr.
+    A :class:`~starfm.io.StarfmError` is the stage's own message (the file and the problem); any
+    other exception is unexpected content or a bug: one line with its type and message, and the
+    traceback only in the log file at debug level.
+    """
     @functools.wraps(func)
     def wrapper(argv=None):
+        global _logging_ready
+        _logging_ready = False
         try:
             return func(argv)
-        except StarfmInputError as exc:
-            logging.getLogger("starfm").error("%s", exc)
-            print(f"starfm: error: {exc}", file=sys.stderr)
-            return 1
+        except StarfmError as exc:
+            _report(f"starfm: error: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into one line
+            _report(f"starfm: error: unexpected {type(exc).__name__}: {exc} "
+                    f"(rerun with --verbose --log FILE for the traceback)")
+            _log.debug("traceback", exc_info=True)
+        return 1
     return wrapper
 
 
+def _report(line: str) -> None:
+    line = " ".join(line.split("\n"))
+    if _logging_ready:
+        _log.error("%s", line)
+    else:
+        print(line, file=sys.stderr)
+
+
 def json_object(value, option: str) -> dict:
-    """A command-line JSON object (``--cuts '{...}'``), or a dict passed through by Python callers."""
+    """A command-line JSON object (``--settings '{...}'``), or a dict passed through by Python callers."""
     import json
 
     if isinstance(value, (str, bytes)):

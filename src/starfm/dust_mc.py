@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from tqdm import tqdm
 
 from starfm.apogee_labels import read_allstar
 from starfm.cli_common import run_cli, setup_logging, stage_parser
+from starfm.settings import add_settings_argument, parse_settings
 from starfm.dust_map import Combined19Map, interpolate_ebv
 from starfm.io import StarfmInputError, read_table, require_rows, write_table
 
@@ -128,6 +130,19 @@ def _sorted_median(s: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- the stage
 
+@dataclass(frozen=True)
+class DustSettings:
+    """config.yaml ``dust:`` (defaults = the schema's)."""
+
+    SECTION = "dust"
+    n_samples: int = 1000                        # parallax samples per star
+    seed: int = 1                                # seed of the parallax draws
+    negative_parallax_distance_kpc: float = 99.0  # distance of stars with parallax <= 0, good astrometry
+    good_ruwe_max: float = 1.4                   # "good astrometry" for that rule ...
+    good_parallax_error_max: float = 0.1         # ... [mas]
+    dust_dir: str = ""                           # directory of combined19/combine19.h5 ("": $DUST_DIR)
+
+
 def dust_extinction(allstar: str | os.PathLike, gaia_source: str | os.PathLike,
                     parallax: str | os.PathLike, dust_dir: str | os.PathLike | None,
                     out: str | os.PathLike, *, n_samples: int = 1000, seed: int = 1,
@@ -139,12 +154,12 @@ def dust_extinction(allstar: str | os.PathLike, gaia_source: str | os.PathLike,
     ``dust_dir`` holds ``combined19/combine19.h5`` (empty/None: $DUST_DIR, else ~/.mwdust).
     """
     if n_samples < 1:
-        raise StarfmInputError(f"--n-samples must be >= 1, got {n_samples}")
-    for name, value in (("--negative-parallax-distance", negative_parallax_distance),
-                        ("--good-ruwe-max", good_ruwe_max),
-                        ("--good-parallax-error-max", good_parallax_error_max)):
+        raise StarfmInputError(f"dust setting n_samples must be >= 1, got {n_samples}")
+    for name, value in (("negative_parallax_distance_kpc", negative_parallax_distance),
+                        ("good_ruwe_max", good_ruwe_max),
+                        ("good_parallax_error_max", good_parallax_error_max)):
         if not (np.isfinite(value) and value > 0):
-            raise StarfmInputError(f"{name} must be a positive number, got {value}")
+            raise StarfmInputError(f"dust setting {name} must be a positive number, got {value}")
     t0 = time.perf_counter()
     dust_map = Combined19Map.from_dust_dir(dust_dir)      # fail fast if the map is missing
     source_id, glon, glat = _read_stars(Path(allstar))
@@ -259,22 +274,23 @@ def cli(argv=None) -> int:
                         "parallax_error, ruwe)")
     parser.add_argument("--parallax", required=True, help="parallax.h5 (source_id, "
                         "parallax_corrected) from the zero-point stage")
-    parser.add_argument("--dust-dir", default="", help="directory holding "
-                        "combined19/combine19.h5 (empty: $DUST_DIR, else ~/.mwdust)")
-    parser.add_argument("--n-samples", type=int, default=1000, help="parallax samples per star")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the parallax draws")
-    parser.add_argument("--negative-parallax-distance", type=float, default=99.0,
-                        help="distance [kpc] given to stars with parallax <= 0 and good astrometry")
-    parser.add_argument("--good-ruwe-max", type=float, default=1.4,
-                        help="good astrometry for the rule above: ruwe below this")
-    parser.add_argument("--good-parallax-error-max", type=float, default=0.1,
-                        help="good astrometry for the rule above: parallax_error [mas] below this")
+    parser.add_argument("--dust-map", default=None, help="the combine19.h5 file itself (default: "
+                        "<dust_dir>/combined19/combine19.h5 with dust_dir from --settings, else "
+                        "$DUST_DIR, else ~/.mwdust)")
     parser.add_argument("--out", required=True, help="output extinction.h5")
+    add_settings_argument(parser, DustSettings)
     args = parser.parse_args(argv)
     setup_logging(args.log, args.verbose)
-    dust_extinction(args.allstar, args.gaia_source, args.parallax, args.dust_dir, args.out,
-                    n_samples=args.n_samples, seed=args.seed,
-                    negative_parallax_distance=args.negative_parallax_distance,
-                    good_ruwe_max=args.good_ruwe_max,
-                    good_parallax_error_max=args.good_parallax_error_max)
+    s = parse_settings(DustSettings, args.settings)
+    dust_dir = s.dust_dir
+    if args.dust_map:
+        dust_map = Path(args.dust_map)
+        if dust_map.parent.name != "combined19" or dust_map.name != "combine19.h5":
+            raise StarfmInputError(f"--dust-map {dust_map}: expected <DUST_DIR>/combined19/combine19.h5")
+        dust_dir = dust_map.parents[1]
+    dust_extinction(args.allstar, args.gaia_source, args.parallax, dust_dir, args.out,
+                    n_samples=s.n_samples, seed=s.seed,
+                    negative_parallax_distance=s.negative_parallax_distance_kpc,
+                    good_ruwe_max=s.good_ruwe_max,
+                    good_parallax_error_max=s.good_parallax_error_max)
     return 0

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,9 +27,10 @@ import numpy as np
 from tqdm import tqdm
 
 from starfm.cli_common import run_cli, setup_logging, stage_parser
+from starfm.settings import add_settings_argument, parse_settings
 from starfm.gaia_archive import (MAX_IDS_PER_CALL, XP_FORMATS, AstroqueryGaiaArchive, GaiaArchive,
                                  MockGaiaArchive, TransientArchiveError)
-from starfm.io import StarfmInputError, atomic_path, read_table, write_table
+from starfm.io import StarfmError, StarfmInputError, atomic_path, read_table, write_table
 from starfm.xp_tables import (GAIA_SOURCE_DTYPES, N_COEFFICIENTS, XP_ARRAY_COLUMNS, XP_OUTPUT_DTYPES,
                               parse_gaia_source, parse_xp_tables)
 
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 ALLSTAR_ID_COLUMN = "GAIAEDR3_SOURCE_ID"
 
 
-class GaiaBatchError(RuntimeError):
+class GaiaBatchError(StarfmError):
     """A batch could not be fetched: the message names it (index, id range, cache file)."""
 
 
@@ -78,7 +80,7 @@ def read_allstar_source_ids(path, column: str = ALLSTAR_ID_COLUMN) -> np.ndarray
 def make_batches(source_ids, batch_size: int) -> list[np.ndarray]:
     """Sorted unique ids in consecutive batches of at most ``batch_size`` (<= 5,000)."""
     if not 1 <= batch_size <= MAX_IDS_PER_CALL:
-        raise StarfmInputError(f"--batch-size {batch_size}: must be 1..{MAX_IDS_PER_CALL} (archive limit)")
+        raise StarfmInputError(f"gaia.batch_size {batch_size}: must be 1..{MAX_IDS_PER_CALL} (archive limit)")
     ids = np.unique(np.asarray(source_ids, dtype=np.int64))
     return [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
 
@@ -263,19 +265,24 @@ def fetch_xp(source_ids, archive: GaiaArchive, cache_dir, out, missing_out, batc
 
 
 # ----------------------------------------------------------------------------- command lines
+@dataclass(frozen=True)
+class GaiaSettings:
+    """config.yaml ``gaia:`` (defaults = the schema's)."""
+
+    SECTION = "gaia"
+    batch_size: int = MAX_IDS_PER_CALL  # ids per archive call (the archive allows at most 5000)
+    max_retries: int = 5                # retries of a batch after a transient failure
+    backoff_seconds: float = 2.0        # first back-off delay, doubled at every retry
+    timeout_seconds: float = 600.0      # time-out of one archive call
+
+
 def _parser(prog: str, description: str, xp: bool):
     p = stage_parser(prog, description)
     p.add_argument("--allstar", required=True, help="allStar FITS (only GAIAEDR3_SOURCE_ID is read)")
     p.add_argument("--archive", choices=("mock", "gaia"), required=True,
                    help="mock: the mock survey's archive; gaia: the real archive through astroquery")
-    p.add_argument("--mock-archive-dir", default=None,
-                   help="mock archive directory (manifest.json, gaia_source.h5, xp_continuous.h5)")
-    p.add_argument("--batch-size", type=int, default=MAX_IDS_PER_CALL,
-                   help=f"ids per archive call (at most {MAX_IDS_PER_CALL})")
-    p.add_argument("--max-retries", type=int, default=5, help="retries of a batch after a transient failure")
-    p.add_argument("--backoff", type=float, default=2.0,
-                   help="seconds before the first retry, doubled at each further retry")
-    p.add_argument("--timeout", type=float, default=600.0, help="time-out of one archive call [s]")
+    p.add_argument("--mock-archive", default=None,
+                   help="the mock archive's manifest.json (beside gaia_source.h5, xp_continuous.h5)")
     p.add_argument("--cache-dir", required=True, help="directory of per-batch cache files (resume)")
     p.add_argument("--out", required=True, help="output HDF5 column table")
     if xp:
@@ -283,28 +290,26 @@ def _parser(prog: str, description: str, xp: bool):
         p.add_argument("--xp-format", choices=XP_FORMATS, default=None,
                        help="load_data format (default: the mock manifest's xp_format, else votable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_settings_argument(p, GaiaSettings)
     return p
 
 
-def make_archive(args) -> GaiaArchive:
+def make_archive(args, settings: GaiaSettings) -> GaiaArchive:
     xp_format = getattr(args, "xp_format", None)
     if args.archive == "mock":
-        if not args.mock_archive_dir:
-            raise StarfmInputError("--archive mock needs --mock-archive-dir")
-        return MockGaiaArchive(args.mock_archive_dir, xp_format=xp_format)
-    return AstroqueryGaiaArchive(timeout=args.timeout, xp_format=xp_format or "votable")
+        if not args.mock_archive:
+            raise StarfmInputError("--archive mock needs --mock-archive (its manifest.json)")
+        return MockGaiaArchive(Path(args.mock_archive).parent, xp_format=xp_format)
+    return AstroqueryGaiaArchive(timeout=settings.timeout_seconds, xp_format=xp_format or "votable")
 
 
 def _run(args, func, **extra) -> int:
+    settings = parse_settings(GaiaSettings, args.settings)
     ids = read_allstar_source_ids(args.allstar)
-    archive = make_archive(args)
-    try:
-        func(ids, archive, args.cache_dir, args.out, **extra, batch_size=args.batch_size,
-             max_retries=args.max_retries, backoff=args.backoff, progress=not args.no_progress)
-    except GaiaBatchError as exc:
-        log.error("%s", exc)
-        print(f"starfm: error: {exc}", file=sys.stderr)
-        return 1
+    archive = make_archive(args, settings)
+    func(ids, archive, args.cache_dir, args.out, **extra, batch_size=settings.batch_size,
+         max_retries=settings.max_retries, backoff=settings.backoff_seconds,
+         progress=not args.no_progress)
     return 0
 
 

@@ -18,7 +18,11 @@ import h5py
 import numpy as np
 
 
-class StarfmInputError(RuntimeError):
+class StarfmError(RuntimeError):
+    """An error a stage reports in one line (no traceback): the message says what and where."""
+
+
+class StarfmInputError(StarfmError):
     """Bad input: the message names the file (or config key) and the problem."""
 
 

@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from starfm import io, tokens
 from starfm.cli_common import run_cli, setup_logging, stage_parser
+from starfm.settings import add_settings_argument, parse_settings
 from starfm.model import (ModelConfig, StarModel, gaussian_nll, model_config, sample_context,
                           sample_requests)
 
@@ -62,26 +63,38 @@ LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; defaults are the paper's except where noted."""
+    """config.yaml ``train:`` (defaults = the schema's: the CPU recipe, ~4 min on 2 cores for the
+    mock survey). Fields marked (ours) are not in the papers; see the module docstring."""
 
-    epochs: int = 4096
-    batch_size: int = 1024
-    lr: float = 1e-4
+    SECTION = "train"
+    model_size: str = "small"               # starfm.model.SIZES: small (CPU) | paper (SPEC §3)
+    epochs: int = 20                        # paper 4096
+    batch_size: int = 256                   # paper 1024
+    lr: float = 3e-3                        # AdamW peak lr, at the start of each cosine cycle (paper 1e-4)
     weight_decay: float = 0.01              # AdamW's default
-    seed: int = 3
     t0_epochs: int = 512                    # cosine cycle; a run shorter than a cycle uses one cycle
     eta_min: float = 1e-10
+    warmup_epochs: float = 1.0              # linear lr warm-up at the start of the run (ours)
+    grad_clip: float = 1.0                  # max global gradient norm; 0 = none (ours)
     val_fraction: float = 0.1               # of the train split, held out for the validation loss
     n_requests: int = 12                    # requested tokens per star per step (ours)
     label_weight: float = 8.0               # request up-weighting of LABEL_TOKENS (ours)
     never_request: tuple[str, ...] = ("bp_rp", "j_k")
     length_chunks: int = 4                  # stars of a step run in chunks of similar context length
-    warmup_epochs: float = 1.0              # linear lr warm-up at the start of the run (ours)
-    grad_clip: float = 1.0                  # max global gradient norm; 0 = none (ours)
     spectra_context_fraction: float = 0.75  # share of stars given a spectra-in context (ours)
     spectra_keep_label: float = 0.2         # ... in which each label is offered with this probability
     spectra_keep_other: float = 0.75        # ... and each colour, pseudo-luminosity, ln E(B-V) with this
     spectra_full_length: float = 1.0        # ... filled to context_max with this probability, else 5-64
+    seed: int = 3                           # seed of initialisation and every draw
+    device: str = "auto"                    # auto = CUDA with mixed precision when present, else CPU
+    threads: int = 1                        # torch CPU threads (1: bit-reproducible CPU training)
+
+    # run-level settings: where and how fast, not what is trained (kept out of the fingerprint)
+    RUN_FIELDS = ("device", "threads")
+
+    def recipe(self) -> dict:
+        """The settings that define the trained model (everything but RUN_FIELDS)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUN_FIELDS}
 
     def cycle_epochs(self) -> int:
         return max(1, min(self.t0_epochs, self.epochs))
@@ -173,9 +186,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise io.StarfmInputError("--device cuda: no CUDA device is available (use auto or cpu)")
+        raise io.StarfmInputError("train.device cuda: no CUDA device is available (use auto or cpu)")
     if device not in ("cpu", "cuda"):
-        raise io.StarfmInputError(f"--device {device}: choose auto, cpu or cuda")
+        raise io.StarfmInputError(f"train.device {device}: choose auto, cpu or cuda")
     return torch.device(device)
 
 
@@ -278,21 +291,23 @@ def _save(obj, path: Path) -> None:
 
 
 def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
-          checkpoint: str | Path | None = None, size: str | ModelConfig = "small",
-          config: TrainConfig | None = None, device: str = "auto",
+          checkpoint: str | Path | None = None, size: str | ModelConfig | None = None,
+          config: TrainConfig | None = None, device: str | None = None,
           max_epochs_this_run: int | None = None, progress: bool = True) -> dict:
     """Train on ``dataset`` (dataset.h5); write the model to ``out`` and the loss log to ``loss_log``.
 
     With ``checkpoint``, state is saved there after every epoch and a matching checkpoint
-    is resumed. ``size`` names an entry of ``starfm.model.SIZES`` (or is a ModelConfig).
+    is resumed. ``size`` (default ``config.model_size``) names an entry of
+    ``starfm.model.SIZES`` (or is a ModelConfig); ``device`` defaults to ``config.device``.
     ``max_epochs_this_run`` stops after that many epochs of this call (the
     checkpoint then holds the state; ``out`` is written only when all epochs are done).
     Returns a summary dict (epochs done, final losses, whether finished).
     """
     tcfg = config or TrainConfig()
+    size = tcfg.model_size if size is None else size
     mcfg = size if isinstance(size, ModelConfig) else model_config(size)
     size = size if isinstance(size, str) else "custom"
-    dev = resolve_device(device)
+    dev = resolve_device(tcfg.device if device is None else device)
     amp_dtype = autocast_dtype(dev)
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # as the paper (TF32 matmuls)
@@ -313,7 +328,7 @@ def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=tcfg.cycle_epochs(), eta_min=tcfg.eta_min)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
-    fingerprint = json.dumps({"model": mcfg.to_dict(), "train": dataclasses.asdict(tcfg),
+    fingerprint = json.dumps({"model": mcfg.to_dict(), "train": tcfg.recipe(),
                               "n_train": len(x_tr), "n_val": len(x_val),
                               "data_sum": float(torch.nan_to_num(data["x"]).double().sum())},
                              sort_keys=True)
@@ -402,7 +417,7 @@ def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
                "vocabulary": list(data["vocabulary"]),
                "token_median": torch.tensor(data["median"]),
                "token_mad_std": torch.tensor(data["mad_std"]),
-               "train_config": json.dumps(dataclasses.asdict(tcfg)),
+               "train_config": json.dumps(tcfg.recipe()),
                "history": rows}, Path(out))
         log.info("wrote %s", out)
     return {"epochs_done": len(rows), "finished": done,
@@ -414,70 +429,18 @@ def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
 def cli(argv=None) -> int:
     p = stage_parser("train", "Train the transformer foundation model on the train split of "
                      "dataset.h5 (SPEC §3). Resumes from --checkpoint when it matches the run.")
-    d = TrainConfig()
     p.add_argument("--dataset", required=True, help="dataset.h5 written by the assemble stage")
-    p.add_argument("--size", default="small", choices=["small", "paper"],
-                   help="model dimensions (starfm.model.SIZES); paper = SPEC §3")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (paper 4096)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="stars per step (paper 1024)")
-    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (start of each cycle)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation and every draw")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto = CUDA with mixed precision when available, else CPU fp32")
-    p.add_argument("--t0-epochs", type=int, default=d.t0_epochs,
-                   help="epochs per cosine cycle (capped at --epochs)")
-    p.add_argument("--n-requests", type=int, default=d.n_requests, help="requested tokens per star per step")
-    p.add_argument("--label-weight", type=float, default=d.label_weight,
-                   help=f"request up-weighting of {', '.join(LABEL_TOKENS)}")
-    p.add_argument("--spectra-context-fraction", type=float, default=d.spectra_context_fraction,
-                   help="share of stars per step whose context is spectra-in (photometry, "
-                        "pseudo-luminosity, ln E(B-V), then XP by increasing order, up to the "
-                        "context maximum, no labels) instead of a random 5-64 of their tokens")
-    p.add_argument("--spectra-keep-label", type=float, default=d.spectra_keep_label,
-                   help="probability that a spectra-in context also offers each label (Teff, logg, "
-                        "[M/H], mass, ln age), so that a label given as input is learned to come back")
-    p.add_argument("--spectra-keep-other", type=float, default=d.spectra_keep_other,
-                   help="probability that a spectra-in context offers each colour, the "
-                        "pseudo-luminosity and ln E(B-V)")
-    p.add_argument("--spectra-full-length", type=float, default=d.spectra_full_length,
-                   help="probability that a spectra-in context is filled to the context maximum "
-                        "(else its length is drawn in 5-64 as for random contexts)")
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
-                   help="linear learning-rate warm-up at the start of the run (0 = none)")
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip,
-                   help="clip the global gradient norm to this (0 = no clipping)")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                   help="share of the train split held out for the validation loss")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (written every epoch; resumed)")
     p.add_argument("--max-epochs-this-run", type=int, default=None,
                    help="stop after this many epochs of this call (resume later from --checkpoint)")
     p.add_argument("--loss-log", required=True, help="CSV: epoch, train_loss, val_loss, lr, seconds")
     p.add_argument("--out", required=True, help="trained model file (model.pt)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_settings_argument(p, TrainConfig)
     args = p.parse_args(argv)
     setup_logging(args.log, args.verbose)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    for name in ("epochs", "batch_size", "n_requests"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if not 0 <= args.val_fraction < 1:
-        p.error("--val-fraction must be in [0, 1)")
-    for name in ("spectra_context_fraction", "spectra_keep_label", "spectra_keep_other",
-                 "spectra_full_length"):
-        if not 0 <= getattr(args, name) <= 1:
-            p.error(f"--{name.replace('_', '-')} must be in [0, 1]")
-    if args.warmup_epochs < 0 or args.grad_clip < 0 or args.label_weight < 0:
-        p.error("--warmup-epochs, --grad-clip and --label-weight must be >= 0")
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      t0_epochs=args.t0_epochs, n_requests=args.n_requests,
-                      label_weight=args.label_weight, val_fraction=args.val_fraction,
-                      spectra_context_fraction=args.spectra_context_fraction,
-                      spectra_keep_label=args.spectra_keep_label,
-                      spectra_keep_other=args.spectra_keep_other,
-                      spectra_full_length=args.spectra_full_length,
-                      warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip)
-    train(args.dataset, args.out, args.loss_log, args.checkpoint, args.size, cfg, args.device,
-          args.max_epochs_this_run, progress=not args.no_progress)
+    cfg = parse_settings(TrainConfig, args.settings)
+    torch.set_num_threads(cfg.threads)
+    train(args.dataset, args.out, args.loss_log, args.checkpoint, config=cfg,
+          max_epochs_this_run=args.max_epochs_this_run, progress=not args.no_progress)
     return 0

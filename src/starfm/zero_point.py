@@ -25,7 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from starfm.cli_common import run_cli, setup_logging, stage_parser
+from starfm.settings import add_settings_argument, parse_settings
 from starfm.io import StarfmInputError, read_table, require_columns, require_rows, write_table
 
 log = logging.getLogger("starfm.zero_point")
@@ -139,6 +142,15 @@ def correct_parallaxes(gaia: dict[str, np.ndarray], extra_mas: float = 0.005,
     return out, stats
 
 
+@dataclass(frozen=True)
+class ZeroPointSettings:
+    """config.yaml ``zero_point:`` (defaults = the schema's)."""
+
+    SECTION = "zero_point"
+    extra_term_mas: float = 0.005     # the paper's term: extra_term_mas * clip(G - 13, 0, 4) mas
+    out_of_range: str = "clip"        # inputs outside the recipe's range: clip, or NaN
+
+
 def make_parallax(gaia_source: str | Path, out: str | Path, extra_mas: float = 0.005,
                   out_of_range: str = "clip") -> dict:
     """The stage: read gaia_source.h5, write parallax.h5 (atomically)."""
@@ -153,15 +165,14 @@ def make_parallax(gaia_source: str | Path, out: str | Path, extra_mas: float = 0
 def cli(argv=None) -> int:
     parser = stage_parser("zero-point", "Gaia DR3 parallax zero-point: Lindegren et al. (2021) for "
                           "5/6-parameter solutions (gaiadr3-zeropoint) plus EXTRA*clip(G-13, 0, 4) mas; "
-                          "parallax_corrected = parallax - zero_point.")
+                          "parallax_corrected = parallax - zero_point. Outside 6<G<21, "
+                          "1.1<nu_eff<1.9 (5p), 1.24<pseudocolour<1.72 (6p) the inputs are clipped "
+                          "to the range (out_of_range: clip) or give NaN (nan).")
     parser.add_argument("--gaia-source", required=True, help="gaia_source.h5 from the gaia-source stage")
-    parser.add_argument("--extra-term", type=float, default=0.005,
-                        help="coefficient [mas/mag] of the paper's additional term")
-    parser.add_argument("--out-of-range", choices=("clip", "nan"), default="clip",
-                        help="outside 6<G<21, 1.1<nu_eff<1.9 (5p), 1.24<pseudocolour<1.72 (6p): "
-                             "clip the inputs to the range, or give NaN")
     parser.add_argument("--out", required=True, help="output parallax.h5")
+    add_settings_argument(parser, ZeroPointSettings)
     args = parser.parse_args(argv)
     setup_logging(args.log, args.verbose)
-    make_parallax(args.gaia_source, args.out, args.extra_term, args.out_of_range)
+    settings = parse_settings(ZeroPointSettings, args.settings)
+    make_parallax(args.gaia_source, args.out, settings.extra_term_mas, settings.out_of_range)
     return 0

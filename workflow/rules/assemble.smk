@@ -12,9 +12,7 @@ rule assemble:
     output:
         R("dataset.h5"),
     params:
-        cuts=as_json(config["cuts"]),
-        test_fraction=config["split"]["test_fraction"],
-        seed=config["split"]["seed"],
+        settings=as_json({"cuts": config["cuts"], "split": config["split"]}),
         truth=truth_arg,
     log:
         R("logs/assemble.log"),
@@ -23,7 +21,6 @@ rule assemble:
     conda:
         "../envs/data.yaml"
     shell:
-        "{STARFM} assemble --labels {input.labels} --gaia-source {input.gaia_source}"
+        "python -m starfm assemble --labels {input.labels} --gaia-source {input.gaia_source}"
         " --xp {input.xp} --parallax {input.parallax} --extinction {input.extinction}"
-        " {params.truth} --cuts {params.cuts} --test-fraction {params.test_fraction}"
-        " --split-seed {params.seed} --out {output} --log {log}"
+        " {params.truth} --settings {params.settings} --out {output} --log {log}"

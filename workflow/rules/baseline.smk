@@ -7,8 +7,7 @@ rule baseline:
     output:
         R("baseline/xgboost.json"),
     params:
-        n=config["baseline"]["n_estimators"],
-        seed=config["baseline"]["seed"],
+        settings=as_json(config["baseline"]),
     log:
         R("logs/baseline.log"),
     benchmark:
@@ -17,5 +16,5 @@ rule baseline:
         "../envs/ml.yaml"
     threads: 2
     shell:
-        "{STARFM} baseline --dataset {input} --n-estimators {params.n} --seed {params.seed}"
+        "python -m starfm baseline --dataset {input} --settings {params.settings}"
         " --threads {threads} --out {output} --log {log}"

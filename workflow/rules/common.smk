@@ -1,11 +1,9 @@
-# Helpers every rule file uses: output paths, the stage command, and the data-source switch.
+# Helpers for the workflow files: output paths, config sections as JSON, the data-source switch.
 import json
 import os
 
 RESULTS = config["results"]
 MODE = config["mode"]
-# Rules run the package from this checkout, whatever environment (pip or conda) they run in.
-STARFM = f"PYTHONPATH={workflow.basedir}/src${{PYTHONPATH:+:$PYTHONPATH}} python -m starfm"
 
 
 def R(path):
@@ -14,7 +12,7 @@ def R(path):
 
 
 def as_json(obj):
-    """A config section as a shell-quoted JSON argument."""
+    """A config section as one shell-quoted JSON argument (a stage's --settings)."""
     return "'" + json.dumps(obj, sort_keys=True) + "'"
 
 
@@ -36,24 +34,23 @@ def distmass_file():
 
 
 def archive_inputs():
-    """Files the Gaia query rules need besides allStar (the mock archive's tables)."""
-    return [R("mock/gaia_archive/manifest.json")] if MODE == "mock" else []
+    """Files the Gaia query rules need besides allStar (the mock archive's manifest)."""
+    return {"archive": R("mock/gaia_archive/manifest.json")} if MODE == "mock" else {}
 
 
-def archive_args():
+def archive_args(wildcards, input):
     if MODE == "mock":
-        return f"--archive mock --mock-archive-dir {R('mock/gaia_archive')}"
+        return f"--archive mock --mock-archive {input.archive}"
     return "--archive gaia"
 
 
 def dust_map_inputs():
-    return [R("mock/dust/combined19/combine19.h5")] if MODE == "mock" else []
+    """The mock's Combined19 file; in real mode the stage finds it under dust.dust_dir / $DUST_DIR."""
+    return {"dust_map": R("mock/dust/combined19/combine19.h5")} if MODE == "mock" else {}
 
 
-def dust_dir():
-    if MODE == "mock":
-        return R("mock/dust")
-    return config["dust"]["dust_dir"] or os.environ.get("DUST_DIR", os.path.expanduser("~/.mwdust"))
+def dust_map_arg(wildcards, input):
+    return f"--dust-map {input.dust_map}" if "dust_map" in input.keys() else ""
 
 
 def truth_inputs(wildcards):
@@ -63,3 +60,8 @@ def truth_inputs(wildcards):
 
 def truth_arg(wildcards, input):
     return f"--truth {input.truth}" if "truth" in input.keys() else ""
+
+
+def cache_dir(name):
+    """A Gaia stage's batch cache, beside its output (a rerun resumes from it)."""
+    return lambda wildcards, output: os.path.join(os.path.dirname(output[0]), "cache", name)

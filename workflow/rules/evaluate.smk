@@ -16,6 +16,6 @@ rule evaluate:
     conda:
         "../envs/ml.yaml"
     shell:
-        "{STARFM} evaluate --dataset {input.dataset} --model {input.model}"
+        "python -m starfm evaluate --dataset {input.dataset} --model {input.model}"
         " --baseline {input.baseline} --out {output.metrics}"
         " --predictions {output.predictions} --log {log}"

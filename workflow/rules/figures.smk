@@ -22,5 +22,5 @@ rule figures:
     conda:
         "../envs/plots.yaml"
     shell:
-        "{STARFM} figures --dataset {input.dataset} --model {input.model}"
+        "python -m starfm figures --dataset {input.dataset} --model {input.model}"
         " --predictions {input.predictions} --out-dir {params.out_dir} --log {log}"

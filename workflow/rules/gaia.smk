@@ -1,21 +1,17 @@
 # Gaia archive queries for every APOGEE source_id, in batches cached on disk: a rerun
 # resumes where the last one stopped. Read only the allStar ids, never a cut.
 
-GAIA_ARGS = (
-    f"--batch-size {config['gaia']['batch_size']} --max-retries {config['gaia']['max_retries']}"
-    f" --backoff {config['gaia']['backoff_seconds']} --timeout {config['gaia']['timeout_seconds']}"
-)
-
 
 rule gaia_source:
     input:
+        unpack(lambda wildcards: archive_inputs()),
         allstar=allstar_file(),
-        archive=archive_inputs(),
     output:
         R("gaia/gaia_source.h5"),
     params:
-        archive=archive_args(),
-        cache=R("gaia/cache/gaia_source"),
+        archive=archive_args,
+        cache=cache_dir("gaia_source"),
+        settings=as_json(config["gaia"]),
     log:
         R("logs/gaia_source.log"),
     benchmark:
@@ -25,20 +21,21 @@ rule gaia_source:
     resources:
         runtime=600,
     shell:
-        "{STARFM} gaia-source --allstar {input.allstar} {params.archive} {GAIA_ARGS}"
-        " --cache-dir {params.cache} --out {output} --log {log}"
+        "python -m starfm gaia-source --allstar {input.allstar} {params.archive}"
+        " --settings {params.settings} --cache-dir {params.cache} --out {output} --log {log}"
 
 
 rule gaia_xp:
     input:
+        unpack(lambda wildcards: archive_inputs()),
         allstar=allstar_file(),
-        archive=archive_inputs(),
     output:
         xp=R("gaia/xp_continuous.h5"),
         missing=R("gaia/xp_missing_source_ids.txt"),
     params:
-        archive=archive_args(),
-        cache=R("gaia/cache/xp_continuous"),
+        archive=archive_args,
+        cache=cache_dir("xp_continuous"),
+        settings=as_json(config["gaia"]),
     log:
         R("logs/gaia_xp.log"),
     benchmark:
@@ -48,5 +45,6 @@ rule gaia_xp:
     resources:
         runtime=1440,
     shell:
-        "{STARFM} gaia-xp --allstar {input.allstar} {params.archive} {GAIA_ARGS}"
-        " --cache-dir {params.cache} --out {output.xp} --missing {output.missing} --log {log}"
+        "python -m starfm gaia-xp --allstar {input.allstar} {params.archive}"
+        " --settings {params.settings} --cache-dir {params.cache} --out {output.xp}"
+        " --missing {output.missing} --log {log}"

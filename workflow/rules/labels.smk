@@ -8,8 +8,7 @@ rule labels:
     output:
         R("catalogue/labels.h5"),
     params:
-        columns=as_json(config["apogee"]["distmass_columns"]),
-        age_unit=config["apogee"]["distmass_age_unit"],
+        settings=as_json(config["apogee"]),
     log:
         R("logs/labels.log"),
     benchmark:
@@ -17,6 +16,5 @@ rule labels:
     conda:
         "../envs/data.yaml"
     shell:
-        "{STARFM} labels --allstar {input.allstar} --distmass {input.distmass}"
-        " --distmass-columns {params.columns} --age-unit {params.age_unit}"
-        " --out {output} --log {log}"
+        "python -m starfm labels --allstar {input.allstar} --distmass {input.distmass}"
+        " --settings {params.settings} --out {output} --log {log}"

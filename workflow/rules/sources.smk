@@ -14,7 +14,7 @@ rule mock_survey:
         n_stars=config["mock"]["n_stars"],
         seed=config["mock"]["seed"],
         xp_format=config["mock"]["xp_format"],
-        out_dir=R("mock"),
+        out_dir=lambda wildcards, output: os.path.dirname(output.truth),
     log:
         R("logs/mock_survey.log"),
     benchmark:
@@ -25,7 +25,7 @@ rule mock_survey:
         mem_mb=8000,
         runtime=60,
     shell:
-        "{STARFM} mock-survey --n-stars {params.n_stars} --seed {params.seed}"
+        "python -m starfm mock-survey --n-stars {params.n_stars} --seed {params.seed}"
         " --xp-format {params.xp_format} --out-dir {params.out_dir} --log {log}"
 
 
@@ -45,4 +45,4 @@ rule download_apogee:
     resources:
         runtime=240,
     shell:
-        "{STARFM} download-apogee --url {params.url} --out {output} --log {log}"
+        "python -m starfm download-apogee --url {params.url} --out {output} --log {log}"

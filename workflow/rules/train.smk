@@ -8,16 +8,9 @@ rule train:
         model=R("model/model.pt"),
         loss=report(R("model/training_log.csv"), category="Training"),
     params:
-        size=config["model"]["size"],
-        epochs=config["train"]["epochs"],
-        batch=config["train"]["batch_size"],
-        lr=config["train"]["lr"],
-        seed=config["train"]["seed"],
-        device=config["train"]["device"],
-        warmup=config["train"]["warmup_epochs"],
-        clip=config["train"]["grad_clip"],
-        spectra=config["train"]["spectra_context_fraction"],
-        checkpoint=R("model/checkpoint.pt"),
+        settings=as_json(config["train"]),
+        # kept across failed attempts (not an output): a retried job resumes from it
+        checkpoint=lambda wildcards, output: os.path.join(os.path.dirname(output.model), "checkpoint.pt"),
     log:
         R("logs/train.log"),
     benchmark:
@@ -29,8 +22,5 @@ rule train:
         mem_mb=8000,
         runtime=2880,
     shell:
-        "{STARFM} train --dataset {input} --size {params.size} --epochs {params.epochs}"
-        " --batch-size {params.batch} --lr {params.lr} --seed {params.seed} --device {params.device}"
-        " --warmup-epochs {params.warmup} --grad-clip {params.clip}"
-        " --spectra-context-fraction {params.spectra}"
-        " --threads {threads} --checkpoint {params.checkpoint} --loss-log {output.loss} --out {output.model} --log {log}"
+        "python -m starfm train --dataset {input} --settings {params.settings}"
+        " --checkpoint {params.checkpoint} --loss-log {output.loss} --out {output.model} --log {log}"

@@ -7,7 +7,7 @@ rule zero_point:
     output:
         R("gaia/parallax.h5"),
     params:
-        extra=config["zero_point"]["extra_term_mas"],
+        settings=as_json(config["zero_point"]),
     log:
         R("logs/zero_point.log"),
     benchmark:
@@ -15,4 +15,5 @@ rule zero_point:
     conda:
         "../envs/data.yaml"
     shell:
-        "{STARFM} zero-point --gaia-source {input} --extra-term {params.extra} --out {output} --log {log}"
+        "python -m starfm zero-point --gaia-source {input} --settings {params.settings}"
+        " --out {output} --log {log}"
