@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from starfm import tokens
-from starfm.baseline import cli, load_baseline, read_dataset, train_baseline
+from starfm.baseline import cli, load_baseline, train_baseline
+from starfm.dataset import read_dataset
 from starfm.io import StarfmInputError, write_table
 
 

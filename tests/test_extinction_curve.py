@@ -245,7 +245,7 @@ def test_figure_with_and_without_truth(tmp_path):
     import h5py
     import matplotlib.image as mpimg
 
-    from starfm.baseline import read_dataset
+    from starfm.dataset import read_dataset
     from starfm.figures import plot_extinction_curve, prepare_extinction_curve
     from starfm.io import _encode_attr
     from test_baseline import make_tiny_dataset
@@ -308,7 +308,7 @@ def test_paper_sampling_recovers_the_injected_law(default_run, tmp_path):
     import subprocess
     import sys
 
-    from starfm.baseline import read_dataset
+    from starfm.dataset import read_dataset
     from starfm.inference import StarFM
 
     workdir, config = default_run

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from starfm import tokens
-from starfm.baseline import read_dataset, train_baseline
+from starfm.baseline import train_baseline
+from starfm.dataset import read_dataset
 from starfm.evaluate import evaluate, robust_scatter
 from starfm.figures import (FIGURE_NAMES, cli, make_figures, prepare_inpainting,
                             prepare_mass_age_mh, prepare_self_consistency,

@@ -25,7 +25,8 @@ import numpy as np
 
 from starfm import tokens
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError, atomic_path, read_attrs, read_table
+from starfm.dataset import read_dataset
+from starfm.io import StarfmInputError, atomic_path
 from starfm.settings import add_settings_argument, parse_settings
 
 log = logging.getLogger("starfm.baseline")
@@ -38,48 +39,6 @@ EARLY_STOPPING_ROUNDS = 50
 # eta 0.1 with depth 6: a standard, well-behaved setting for a few hundred to 2,000 trees.
 XGB_PARAMS = {"tree_method": "hist", "objective": "reg:squarederror", "eta": 0.1, "max_depth": 6,
               "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 1.0}
-
-
-@dataclass
-class Dataset:
-    """The parts of ``dataset.h5`` evaluation, baseline and figures use."""
-    path: Path
-    source_id: np.ndarray
-    values: np.ndarray      # (n, 120) physical token units, NaN = absent
-    errors: np.ndarray      # (n, 120), 0 = unknown
-    is_test: np.ndarray     # (n,) bool
-    vocabulary: list[str]
-    attrs: dict
-
-    def column(self, name: str) -> np.ndarray:
-        return self.values[:, tokens.TOKEN_INDEX[name]]
-
-    def error(self, name: str) -> np.ndarray:
-        return self.errors[:, tokens.TOKEN_INDEX[name]]
-
-
-def read_dataset(path: str | Path) -> Dataset:
-    """Read and check ``dataset.h5`` (see docs/data_products.md); bad input names the file."""
-    path = Path(path)
-    cols = read_table(path, ["source_id", "values", "errors", "is_test"])
-    attrs = read_attrs(path)
-    vocab = attrs.get("vocabulary")
-    if vocab is None:
-        raise StarfmInputError(f"{path}: has no 'vocabulary' attribute (not a starfm dataset.h5?)")
-    vocab = [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(vocab)]
-    if vocab != tokens.VOCABULARY:
-        raise StarfmInputError(f"{path}: its vocabulary ({len(vocab)} tokens) differs from "
-                               f"starfm.tokens.VOCABULARY; rebuild it with this starfm version")
-    values = np.asarray(cols["values"], dtype=np.float32)
-    errors = np.asarray(cols["errors"], dtype=np.float32)
-    n = len(cols["source_id"])
-    if n == 0:
-        raise StarfmInputError(f"{path}: the table is empty")
-    if values.shape != (n, len(vocab)) or errors.shape != values.shape:
-        raise StarfmInputError(f"{path}: 'values'/'errors' have shapes {values.shape}/{errors.shape},"
-                               f" expected ({n}, {len(vocab)})")
-    return Dataset(path, np.asarray(cols["source_id"], dtype=np.int64), values, errors,
-                   np.asarray(cols["is_test"], dtype=bool), vocab, attrs)
 
 
 @dataclass

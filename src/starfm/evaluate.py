@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from starfm import tokens
-from starfm.baseline import TARGET_TOKENS, Baseline, Dataset, load_baseline, read_dataset
+from starfm.baseline import TARGET_TOKENS, Baseline, load_baseline
+from starfm.dataset import Dataset, read_dataset
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError, atomic_path, read_table, write_table
 

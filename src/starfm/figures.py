@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from starfm import tokens
-from starfm.baseline import Dataset, read_dataset
+from starfm.dataset import Dataset, read_dataset
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.evaluate import UNITS, check_vocabulary, load_model, robust_scatter
 from starfm.extinction_curve import curve_agreement, recover_extinction_curve

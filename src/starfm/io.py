@@ -99,9 +99,18 @@ def _write_group(group, columns, compression):
         group.create_dataset(name, data=arr, compression=compression)
 
 
+# the only text columns of our tables; every other column must hold numbers
+TEXT_COLUMNS = frozenset({"apogee_id"})
+
+
 def read_table(path: str | os.PathLike, columns: Iterable[str] | None = None,
                group: str | None = None) -> dict[str, np.ndarray]:
-    """Read columns (all, or those named) of an HDF5 column table; clear errors if absent."""
+    """Read columns (all, or those named) of an HDF5 column table.
+
+    One-line errors name the file and the column: a missing file, group or column, a text or
+    compound column where numbers belong (any column but :data:`TEXT_COLUMNS`), and columns of
+    unequal length.
+    """
     path = Path(path)
     if not path.exists():
         raise StarfmInputError(f"{path}: file not found")
@@ -119,11 +128,18 @@ def read_table(path: str | os.PathLike, columns: Iterable[str] | None = None,
         if missing:
             raise StarfmInputError(f"{path}: missing column(s) {missing}; it has {sorted(names)}")
         out = {}
+        where = f"{path}" + (f" (group '{group}')" if group else "")
         for c in wanted:
             arr = g[c][()]
-            if arr.dtype.kind == "S":
+            if c in TEXT_COLUMNS and arr.dtype.kind == "S":
                 arr = np.char.decode(arr, "utf-8")
+            elif c not in TEXT_COLUMNS and arr.dtype.kind not in "biuf":
+                raise StarfmInputError(f"{where}: column '{c}' has dtype {arr.dtype}, expected "
+                                       f"numbers (wrong or corrupt file?)")
             out[c] = arr
+        lengths = {c: (len(a) if a.ndim else None) for c, a in out.items()}
+        if len(set(lengths.values())) > 1:
+            raise StarfmInputError(f"{where}: columns of unequal length {lengths}")
         return out
 
 

@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from starfm import io, tokens
 from starfm.cli_common import run_cli, setup_logging, stage_parser
+from starfm.dataset import read_dataset
 from starfm.settings import add_settings_argument, parse_settings
 from starfm.model import (ModelConfig, StarModel, gaussian_nll, model_config, sample_context,
                           sample_requests)
@@ -126,30 +127,14 @@ class TrainConfig:
 # ---- data -----------------------------------------------------------------------------
 
 def load_training_data(path: str | Path) -> dict:
-    """Standardised train-split tensors and the standardisation, with clear input errors."""
+    """Standardised train-split tensors and the standardisation (``starfm.dataset.read_dataset``
+    checks the file; this adds what training needs of the train split)."""
     path = Path(path)
-    table = io.read_table(path, ["values", "errors", "is_test"])
-    try:
-        attrs = io.read_attrs(path)
-    except OSError as exc:
-        raise io.StarfmInputError(f"{path}: cannot read attributes ({exc})") from exc
-    io.require_columns(attrs, ["vocabulary", "token_median", "token_mad_std"], f"{path} (attributes)")
-    vocabulary = [str(v) for v in np.asarray(attrs["vocabulary"]).tolist()]
-    if vocabulary != tokens.VOCABULARY:
-        raise io.StarfmInputError(f"{path}: attribute 'vocabulary' differs from starfm.tokens.VOCABULARY")
-    values, errors = table["values"], table["errors"]
-    n_tok = len(vocabulary)
-    if values.ndim != 2 or values.shape[1] != n_tok or errors.shape != values.shape:
-        raise io.StarfmInputError(f"{path}: 'values'/'errors' must be (n, {n_tok}); got "
-                                  f"{values.shape} and {errors.shape}")
-    if np.isinf(values).any() or not np.isfinite(np.nan_to_num(errors)).all():
-        raise io.StarfmInputError(f"{path}: 'values'/'errors' hold infinities (absent must be NaN)")
-    if (np.nan_to_num(errors) < 0).any():
-        raise io.StarfmInputError(f"{path}: 'errors' has negative entries")
-    train = ~table["is_test"].astype(bool)
+    ds = read_dataset(path)
+    vocabulary, values, errors = ds.vocabulary, ds.values, ds.errors
+    median, spread = ds.token_median, ds.token_mad_std
+    train = ~ds.is_test
     io.require_rows(int(train.sum()), f"{path} (train split)")
-    median = np.asarray(attrs["token_median"], np.float64)
-    spread = np.asarray(attrs["token_mad_std"], np.float64)
     values, errors = values[train], errors[train]
     present = np.isfinite(values)
     if not present.any():

@@ -1,0 +1,151 @@
+"""Every stage's settings dataclass mirrors its config.yaml section: the same keys, types and
+defaults as workflow/schemas/config.schema.yaml (and config.yaml ships exactly those defaults),
+so a setting cannot drift between the schema, the config and the code. Also: the one
+``--settings`` parser's errors."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import typing
+
+import pytest
+import yaml
+
+from starfm.__main__ import STAGES
+from starfm.io import StarfmInputError
+from starfm.settings import config_schema, parse_settings
+
+# sections that are not one stage's settings: the run mode and the output directory
+NOT_STAGE_SETTINGS = {"mode", "results"}
+JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean"}
+
+
+def settings_classes() -> dict[str, type]:
+    """section -> the dataclass of the stage modules that declares it (nested ones included)."""
+    found: dict[str, type] = {}
+
+    def visit(cls):
+        section = getattr(cls, "SECTION", None)
+        if section:
+            assert found.get(section, cls) is cls, f"section {section} has two settings classes"
+            found[section] = cls
+        for f in dataclasses.fields(cls):
+            kind = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(kind):
+                visit(kind)
+
+    for target, _ in STAGES.values():
+        module = importlib.import_module(target.split(":")[0])
+        for obj in vars(module).values():
+            if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__:
+                if getattr(obj, "SECTION", None) or any(
+                        dataclasses.is_dataclass(typing.get_type_hints(obj)[f.name])
+                        for f in dataclasses.fields(obj)):
+                    visit(obj)
+    return found
+
+
+def schema_node(section: str) -> dict:
+    node = config_schema()
+    for part in section.split("."):
+        node = node["properties"][part]
+    return node
+
+
+def _resolve(prop: dict) -> dict:
+    if "$ref" in prop:
+        name = prop["$ref"].split("/")[-1]
+        return {**config_schema()["$defs"][name], **{k: v for k, v in prop.items() if k != "$ref"}}
+    return prop
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+CLASSES = settings_classes()
+
+
+def test_every_config_section_has_a_settings_class():
+    sections = set(config_schema()["properties"]) - NOT_STAGE_SETTINGS
+    assert sections <= set(CLASSES), f"sections without a settings dataclass: {sections - set(CLASSES)}"
+
+
+@pytest.mark.parametrize("section", sorted(CLASSES))
+def test_dataclass_matches_the_schema(section):
+    cls = CLASSES[section]
+    node = schema_node(section)
+    props = node["properties"]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert set(fields) == set(props), (f"{cls.__name__} fields vs schema '{section}': only in the "
+                                       f"class {set(fields) - set(props)}, only in the schema "
+                                       f"{set(props) - set(fields)}")
+    assert node.get("additionalProperties") is False, f"schema '{section}' must reject unknown keys"
+    hints = typing.get_type_hints(cls)
+    instance = cls()
+    for name, prop in props.items():
+        prop = _resolve(prop)
+        assert prop.get("description"), f"schema {section}.{name} has no description"
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            assert prop["type"] == "object"
+            continue
+        if typing.get_origin(kind) is tuple:
+            assert prop["type"] == "array", f"{section}.{name}"
+            inner = typing.get_args(kind)[0]
+            if "items" in prop:
+                assert prop["items"]["type"] == JSON_TYPES[inner], f"{section}.{name}"
+        else:
+            assert prop["type"] == JSON_TYPES[kind], f"{section}.{name}: {kind} vs {prop['type']}"
+        if "enum" in prop:
+            assert getattr(instance, name) in prop["enum"]
+        assert _plain(getattr(instance, name)) == prop["default"], (
+            f"{cls.__name__}.{name} default {getattr(instance, name)!r} != schema "
+            f"{section}.{name} default {prop['default']!r}")
+
+
+def test_config_yaml_ships_the_schema_defaults(repo_root):
+    config = yaml.safe_load((repo_root / "config.yaml").read_text())
+    for section, cls in CLASSES.items():
+        node = config
+        for part in section.split("."):
+            node = node[part]
+        assert node == _plain(cls()), f"config.yaml '{section}' differs from the defaults"
+
+
+def test_parse_settings_errors_name_the_key():
+    from starfm.dust_mc import DustSettings
+    from starfm.train import TrainConfig
+
+    assert parse_settings(TrainConfig, '{"epochs": 2}') == dataclasses.replace(TrainConfig(), epochs=2)
+    assert parse_settings(TrainConfig, {"never_request": ["j_k"]}).never_request == ("j_k",)
+    assert parse_settings(DustSettings, '{"negative_parallax_distance_kpc": 50}'
+                          ).negative_parallax_distance_kpc == 50.0       # int -> float
+    with pytest.raises(StarfmInputError, match=r"unknown key\(s\) \['epoch'\]"):
+        parse_settings(TrainConfig, '{"epoch": 2}')
+    with pytest.raises(StarfmInputError, match="not valid JSON"):
+        parse_settings(TrainConfig, "{epochs: 2}")
+    with pytest.raises(StarfmInputError, match="'epochs'.*minimum"):
+        parse_settings(TrainConfig, {"epochs": 0})
+    with pytest.raises(StarfmInputError, match="'device'"):
+        parse_settings(TrainConfig, {"device": "tpu"})
+    with pytest.raises(StarfmInputError, match="'epochs'"):
+        parse_settings(TrainConfig, {"epochs": "many"})
+    with pytest.raises(StarfmInputError, match="expected a JSON object"):
+        parse_settings(TrainConfig, json.dumps([1, 2]))
+
+
+def test_nested_settings_of_assembly():
+    from starfm.assemble import AssembleSettings
+
+    s = parse_settings(AssembleSettings, {"cuts": {"mass": [0.6, 4.0]}, "split": {"seed": 9}})
+    assert s.cuts.mass == (0.6, 4.0) and s.cuts.ruwe_max == 1.4 and s.split.seed == 9
+    with pytest.raises(StarfmInputError, match="cuts.*mass"):
+        parse_settings(AssembleSettings, {"cuts": {"mass": [1, 2, 3]}})
