@@ -15,7 +15,9 @@ os.environ.update(
 )
 
 
-configfile: "config.yaml"
+# The shipped defaults, always; --configfile FILE merges FILE over them key by key
+# (e.g. .test/config.yaml holds only what the tiny test run changes).
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

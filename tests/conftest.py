@@ -60,6 +60,33 @@ def default_config() -> dict:
     return yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
 
 
+def merged(base: dict, over: dict) -> dict:
+    """``over`` merged into a copy of ``base`` key by key, as Snakemake merges --configfile."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def tiny_config() -> dict:
+    """config.yaml with .test/config.yaml's overrides: the tiny end-to-end run (~1.5 min)."""
+    import yaml
+
+    return merged(default_config(), yaml.safe_load((REPO_ROOT / ".test" / "config.yaml").read_text()))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The workflow end to end on the tiny test configuration (.test/config.yaml), run once with
+    Snakemake in a temporary directory; the workflow tests read its outputs."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    config = tiny_config()
+    out = run_snakemake(workdir, config)
+    if out.returncode != 0:
+        pytest.fail(f"tiny workflow failed:\n{out.stderr[-6000:]}")
+    return workdir, config
+
+
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory):
     """The default workflow (config.yaml as shipped: 20,000-star mock survey) run once, end to

@@ -1,7 +1,8 @@
-"""The default workflow end to end, with Snakemake as users run it (shared session run, see
-``conftest.default_run``): every product is written, a second run has nothing to do, changing a
-cut reruns only assembly and what follows, the HTML report builds, and real mode dry-runs the
-same stages."""
+"""The workflow end to end, with Snakemake as users run it, on the tiny test configuration
+(``.test/config.yaml``, one shared run: ``conftest.tiny_run``): every product is written, a
+second run has nothing to do, changing a config section reruns exactly the rules that read it
+(a cut: assembly and what follows, never the archive, zero-point or dust), the HTML report
+builds, and real mode dry-runs the same stages."""
 from __future__ import annotations
 
 import copy
@@ -9,7 +10,7 @@ import re
 
 import pytest
 
-from conftest import default_config, run_snakemake
+from conftest import default_config, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -32,28 +33,31 @@ def scheduled_jobs(output: str) -> dict[str, int]:
     return jobs
 
 
-def test_run_writes_every_product(default_run):
-    workdir, _ = default_run
+def test_run_writes_every_product(tiny_run):
+    workdir, _ = tiny_run
     for rel in ["results/dataset.h5", "results/metrics.json", "results/model/model.pt",
                 "results/model/training_log.csv", "results/baseline/xgboost.json",
                 "results/dust/extinction.h5", "results/gaia/xp_continuous.h5",
                 "results/gaia/gaia_source.h5", "results/gaia/parallax.h5",
                 "results/catalogue/labels.h5", "results/evaluation/predictions.h5"]:
         assert (workdir / rel).stat().st_size > 0, rel
-    assert len(list((workdir / "results" / "figures").glob("*.png"))) >= 3
+    from starfm.figures import FIGURE_NAMES
+
+    pngs = sorted(p.stem for p in (workdir / "results" / "figures").glob("*.png"))
+    assert pngs == sorted(FIGURE_NAMES)
     for log in ["mock_survey", "dust", "assemble", "train"]:
         assert (workdir / "results" / "logs" / f"{log}.log").stat().st_size > 0, log
 
 
-def test_nothing_left_to_do_after_a_run(default_run):
-    workdir, config = default_run
+def test_nothing_left_to_do_after_a_run(tiny_run):
+    workdir, config = tiny_run
     out = run_snakemake(workdir, config, "-n")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
-def test_changing_a_cut_reruns_only_assembly_and_downstream(default_run):
-    workdir, config = default_run
+def test_changing_a_cut_reruns_only_assembly_and_downstream(tiny_run):
+    workdir, config = tiny_run
     changed = copy.deepcopy(config)
     changed["cuts"]["mass"] = [0.6, 4.0]
     out = run_snakemake(workdir, changed, "-n", name="config_cut.yaml")
@@ -64,8 +68,8 @@ def test_changing_a_cut_reruns_only_assembly_and_downstream(default_run):
     assert set(jobs) <= DOWNSTREAM_OF_ASSEMBLY
 
 
-def test_changing_a_dust_setting_reruns_dust_but_not_the_archive(default_run):
-    workdir, config = default_run
+def test_changing_a_dust_setting_reruns_dust_but_not_the_archive(tiny_run):
+    workdir, config = tiny_run
     changed = copy.deepcopy(config)
     changed["dust"]["n_samples"] = 500
     jobs = scheduled_jobs(run_snakemake(workdir, changed, "-n", name="config_dust.yaml").stdout)
@@ -73,8 +77,25 @@ def test_changing_a_dust_setting_reruns_dust_but_not_the_archive(default_run):
     assert not {"mock_survey", "gaia_source", "gaia_xp", "zero_point", "labels"} & set(jobs)
 
 
-def test_html_report_builds(default_run):
-    workdir, config = default_run
+@pytest.mark.parametrize("section, key, value, reruns", [
+    ("train", "lr", 1e-3, {"train", "evaluate", "figures"}),
+    ("baseline", "n_estimators", 10, {"baseline", "evaluate", "figures"}),
+    ("zero_point", "extra_term_mas", 0.004, {"zero_point", "dust", "assemble", "train", "baseline",
+                                             "evaluate", "figures"}),
+    ("apogee", "distmass_age_unit", "Gyr", {"labels", "assemble", "train", "baseline", "evaluate",
+                                            "figures"}),
+])
+def test_changing_a_section_reruns_exactly_its_rules(tiny_run, section, key, value, reruns):
+    workdir, config = tiny_run
+    changed = copy.deepcopy(config)
+    changed[section][key] = value
+    out = run_snakemake(workdir, changed, "-n", name=f"config_{section}.yaml")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert set(scheduled_jobs(out.stdout + out.stderr)) - {"all"} == reruns
+
+
+def test_html_report_builds(tiny_run):
+    workdir, config = tiny_run
     report = workdir / "report.html"
     out = run_snakemake(workdir, config, "--report", str(report))
     assert out.returncode == 0, out.stderr[-2000:]

@@ -52,7 +52,7 @@ from astropy.stats import mad_std
 from tqdm import tqdm
 
 from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError, read_table, require_rows, write_table
+from starfm.io import StarfmInputError, read_attrs, read_table, require_rows, write_table
 from starfm.settings import add_settings_argument, parse_settings
 from starfm.tokens import N_XP, TOKEN_INDEX, VOCABULARY
 
@@ -477,10 +477,7 @@ def _truth(path, sid):
         out[name] = _take(col, rows, fill=fills.get(col.dtype.kind, 0))
     if not out["has_truth"].any():
         log.warning("%s: no sample star has a truth row", path)
-    with h5py.File(path, "r") as f:
-        attrs = {k: (v.decode() if isinstance(v, bytes) else
-                     v.tolist() if isinstance(v, np.ndarray) else
-                     v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+    attrs = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in read_attrs(path).items()}
     return out, attrs
 
 

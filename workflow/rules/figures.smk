@@ -14,7 +14,7 @@ rule figures:
     output:
         [report(f, category="Figures", caption=f"../report/{os.path.basename(f)[:-4]}.rst") for f in FIGURES],
     params:
-        out_dir=R("figures"),
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     log:
         R("logs/figures.log"),
     benchmark:
