@@ -313,7 +313,8 @@ def test_paper_sampling_recovers_the_injected_law(default_run, tmp_path):
 
     workdir, config = default_run
     results = workdir / config["results"]
-    settings = {**config["train"], "spectra_context_fraction": 0, "threads": 1}
+    settings = {**config["train"], **config["recipes"]["cpu"], "spectra_context_fraction": 0,
+                "threads": 1}
     out = subprocess.run(
         [sys.executable, "-m", "starfm", "train", "--dataset", str(results / "dataset.h5"),
          "--settings", json.dumps(settings), "--checkpoint", str(tmp_path / "ck.pt"),

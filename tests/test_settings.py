@@ -46,10 +46,23 @@ def settings_classes() -> dict[str, type]:
     return found
 
 
-def schema_node(section: str) -> dict:
+def schema_node(section: str | tuple) -> dict:
+    """The section's schema (several sections: their properties together, e.g. train: plus
+    the CPU recipe for TrainConfig), with each property's default (a recipe's defaults are
+    given for the recipe as a whole)."""
+    if isinstance(section, tuple):
+        nodes = [schema_node(s) for s in section]
+        assert all(n.get("additionalProperties") is False for n in nodes)
+        return {"additionalProperties": False,
+                "properties": {k: v for n in nodes for k, v in n["properties"].items()}}
     node = config_schema()
     for part in section.split("."):
         node = node["properties"][part]
+    if "$ref" in node:
+        whole = node.get("default", {})
+        node = _resolve(node)
+        node = {**node, "properties": {k: {**v, "default": whole[k]} if k in whole else v
+                                       for k, v in node["properties"].items()}}
     return node
 
 
@@ -58,6 +71,14 @@ def _resolve(prop: dict) -> dict:
         name = prop["$ref"].split("/")[-1]
         return {**config_schema()["$defs"][name], **{k: v for k, v in prop.items() if k != "$ref"}}
     return prop
+
+
+def _config_node(config: dict, section: str | tuple) -> dict:
+    if isinstance(section, tuple):
+        return {k: v for s in section for k, v in _config_node(config, s).items()}
+    for part in section.split("."):
+        config = config[part]
+    return config
 
 
 def _plain(value):
@@ -74,11 +95,26 @@ CLASSES = settings_classes()
 
 
 def test_every_config_section_has_a_settings_class():
+    covered = {s.split(".")[0] for section in CLASSES
+               for s in (section if isinstance(section, tuple) else (section,))}
     sections = set(config_schema()["properties"]) - NOT_STAGE_SETTINGS
-    assert sections <= set(CLASSES), f"sections without a settings dataclass: {sections - set(CLASSES)}"
+    assert sections <= covered, f"sections without a settings dataclass: {sections - covered}"
 
 
-@pytest.mark.parametrize("section", sorted(CLASSES))
+def test_every_recipe_is_complete_and_valid():
+    """recipes.paper has exactly the keys of recipes.cpu (TrainConfig's recipe fields) and
+    config.yaml ships both as the schema's defaults."""
+    from starfm.train import TrainConfig
+
+    recipes = config_schema()["properties"]["recipes"]["properties"]
+    keys = {k for k in schema_node("recipes.cpu")["properties"]}
+    for name in recipes:
+        assert set(recipes[name]["default"]) == keys, name
+        parse_settings(TrainConfig, {**recipes[name]["default"], "recipe": name})
+    assert set(recipes) == set(config_schema()["properties"]["train"]["properties"]["recipe"]["enum"])
+
+
+@pytest.mark.parametrize("section", sorted(CLASSES, key=str), ids=str)
 def test_dataclass_matches_the_schema(section):
     cls = CLASSES[section]
     node = schema_node(section)
@@ -114,10 +150,8 @@ def test_dataclass_matches_the_schema(section):
 def test_config_yaml_ships_the_schema_defaults(repo_root):
     config = yaml.safe_load((repo_root / "config.yaml").read_text())
     for section, cls in CLASSES.items():
-        node = config
-        for part in section.split("."):
-            node = node[part]
-        assert node == _plain(cls()), f"config.yaml '{section}' differs from the defaults"
+        assert _config_node(config, section) == _plain(cls()), f"config.yaml '{section}' differs from the defaults"
+    assert config["recipes"]["paper"] == config_schema()["properties"]["recipes"]["properties"]["paper"]["default"]
 
 
 def test_parse_settings_errors_name_the_key():

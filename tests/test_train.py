@@ -1,9 +1,8 @@
 """The train stage: seeding, resume equivalence, the loss log, input errors, and learning."""
 from __future__ import annotations
 
-import json
-
 import csv
+import json
 
 import h5py
 import numpy as np
@@ -227,3 +226,88 @@ def test_gradient_clipping_bounds_the_step():
         steps.append(float((after - before).norm()))
     # plain SGD with lr 1: the step is the gradient, whose norm the clip caps at 1e-3
     assert steps[0] > 1e-2 and steps[1] == pytest.approx(1e-3, rel=1e-3)
+
+
+# ---- the paper's recipe (recipes.paper in config.yaml) -------------------------------------
+
+def paper_recipe() -> T.TrainConfig:
+    import yaml
+
+    from conftest import REPO_ROOT
+    from starfm.settings import parse_settings
+
+    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    return parse_settings(T.TrainConfig, {**config["train"], **config["recipes"]["paper"],
+                                          "recipe": "paper", "device": "cpu"})
+
+
+def test_paper_recipe_has_the_papers_numbers():
+    """Zhang et al. 2026 §3 / Leung & Bovy 2024 §5: AdamW, cosine warm restarts T0 = 512 epochs
+    from 1e-4 to 1e-10, 4096 epochs, batch 1024, dropout 0.1, one request per star, never BP-RP
+    or J-K as outputs, random 5-64 contexts only, no warm-up, no clipping."""
+    from starfm.model import model_config
+
+    p = paper_recipe()
+    assert (p.epochs, p.batch_size, p.lr, p.eta_min, p.t0_epochs) == (4096, 1024, 1e-4, 1e-10, 512)
+    assert (p.n_requests, p.label_weight, p.spectra_context_fraction) == (1, 1.0, 0.0)
+    assert (p.warmup_epochs, p.grad_clip, p.schedule_step) == (0.0, 0.0, "epoch")
+    assert set(p.never_request) == {"bp_rp", "j_k"}
+    assert p.model_size == "paper" and model_config("paper").dropout == 0.1
+    assert (model_config("paper").context_min, model_config("paper").context_max) == (5, 64)
+
+
+def test_paper_recipe_sampler_draws_as_the_paper(small_dataset):
+    """Contexts: a uniform 5-64 of each star's present tokens; one request per star, uniform over
+    its present tokens but BP-RP and J-K."""
+    from starfm.model import model_config
+
+    p = paper_recipe()
+    data = T.load_training_data(small_dataset)
+    x, e = data["x"], data["e"]
+    x = x.repeat(8, 1)           # 4,000 draws
+    e = e.repeat(8, 1)
+    gen = torch.Generator().manual_seed(0)
+    mcfg = model_config("paper")
+    batch = T.draw_batch(x, e, mcfg, p.n_requests, p.request_weight(), gen, p.context_priority(),
+                         p.spectra_context_fraction, p.context_keep(), p.spectra_full_length)
+    present = torch.isfinite(x)
+    n_present = present.sum(1)
+    n_ctx = (~batch["ctx_pad"]).sum(1)
+    assert bool((n_ctx >= torch.clamp(n_present, max=5)).all()) and int(n_ctx.max()) <= 64
+    # context tokens are present tokens, each at most once
+    tok = batch["ctx_token"].masked_fill(batch["ctx_pad"], -1)
+    assert bool(present.gather(1, tok.clamp(min=0))[~batch["ctx_pad"]].all())
+    rich = n_present >= 64
+    assert int(rich.sum()) > 1000
+    lengths = n_ctx[rich].double()
+    # uniform on 5..64: mean 34.5, sd 17.3; 1,000+ draws put the mean within +-1.5 (~3 sigma)
+    assert abs(float(lengths.mean()) - 34.5) < 1.5 and int(lengths.min()) == 5 and int(lengths.max()) == 64
+    assert batch["req_token"].shape[1] == 1 and bool(batch["req_valid"].all())
+    req = batch["req_token"][:, 0]
+    assert bool(present.gather(1, req[:, None]).all())
+    never = tokens.index(["bp_rp", "j_k"])
+    assert not bool(torch.isin(req, torch.tensor(never)).any())
+    # uniform over candidates: the share of requests falling on labels matches their share of
+    # the candidate tokens (within 3 binomial sigma)
+    cand = present.clone()
+    cand[:, never] = False
+    labels = tokens.index(list(T.LABEL_TOKENS))
+    expected = float((cand[:, labels].sum(1) / cand.sum(1)).mean())
+    got = float(torch.isin(req, torch.tensor(labels)).double().mean())
+    assert abs(got - expected) < 3 * (expected * (1 - expected) / len(req)) ** 0.5
+
+
+def test_paper_recipe_trains_one_epoch_on_its_schedule(small_dataset, tmp_path):
+    """One epoch of the paper recipe (paper-size model) runs; its schedule is the paper's:
+    1e-4 at the start of every 512-epoch cycle, half-way 5e-5, stepped once per epoch."""
+    import dataclasses
+
+    p = dataclasses.replace(paper_recipe(), batch_size=256)   # 500 stars: a few steps, not one
+    summary = T.train(small_dataset, tmp_path / "m.pt", tmp_path / "log.csv", tmp_path / "ck.pt",
+                      config=p, max_epochs_this_run=1, progress=False)
+    assert summary["epochs_done"] == 1 and not summary["finished"]
+    assert np.isfinite(summary["train_loss"]) and _log(tmp_path / "log.csv")[0]["lr"] == "0.0001"
+    lr = T.learning_rates(p, [0, 1, 256, 511, 512, 513])
+    np.testing.assert_allclose(lr[0], 1e-4)
+    np.testing.assert_allclose(lr[2], 1e-10 + (1e-4 - 1e-10) / 2, rtol=1e-6)
+    assert lr[3] < 1e-8 and lr[4] == lr[0] and lr[5] == lr[1]                 # warm restart

@@ -42,17 +42,33 @@ def config_schema() -> dict | None:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def section_schema(section: str) -> dict | None:
-    """The JSON schema of one (possibly dotted, e.g. ``recipes.cpu``) config section."""
+def resolve(node: dict) -> dict:
+    """A schema node with a local ``$ref`` (``#/$defs/name``) replaced by its target."""
+    if "$ref" not in node:
+        return node
+    target = config_schema()["$defs"][node["$ref"].split("/")[-1]]
+    return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def section_schema(section: str | tuple[str, ...]) -> dict | None:
+    """The JSON schema of one (possibly dotted, e.g. ``recipes.cpu``) config section, or of
+    several merged into one object (their properties together)."""
     schema = config_schema()
     if schema is None:
         return None
+    if isinstance(section, tuple):
+        parts = [section_schema(s) for s in section]
+        if any(p is None for p in parts):
+            return None
+        props = {k: v for p in parts for k, v in p.get("properties", {}).items()}
+        return {"type": "object", "additionalProperties": False, "properties": props,
+                "$defs": schema.get("$defs", {})}
     node = schema
     for part in section.split("."):
-        node = node.get("properties", {}).get(part)
+        node = resolve(node).get("properties", {}).get(part)
         if node is None:
             return None
-    return {**node, "$defs": schema.get("$defs", {})}
+    return {**resolve(node), "$defs": schema.get("$defs", {})}
 
 
 def _coerce(value: Any, kind: Any, key: str, option: str):

@@ -64,10 +64,12 @@ LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """config.yaml ``train:`` (defaults = the schema's: the CPU recipe, ~4 min on 2 cores for the
-    mock survey). Fields marked (ours) are not in the papers; see the module docstring."""
+    """config.yaml ``train:`` plus the recipe it names (``recipes.<train.recipe>``); defaults =
+    the schema's ``train:`` and ``recipes.cpu`` (the CPU recipe, ~4 min on 2 cores for the mock
+    survey). Fields marked (ours) are not in the papers; see the module docstring."""
 
-    SECTION = "train"
+    SECTION = ("train", "recipes.cpu")
+    recipe: str = "cpu"                     # name of the recipe the fields below come from
     model_size: str = "small"               # starfm.model.SIZES: small (CPU) | paper (SPEC §3)
     epochs: int = 20                        # paper 4096
     batch_size: int = 256                   # paper 1024
@@ -75,6 +77,7 @@ class TrainConfig:
     weight_decay: float = 0.01              # AdamW's default
     t0_epochs: int = 512                    # cosine cycle; a run shorter than a cycle uses one cycle
     eta_min: float = 1e-10
+    schedule_step: str = "batch"            # cosine schedule stepped every batch (ours) | epoch (paper)
     warmup_epochs: float = 1.0              # linear lr warm-up at the start of the run (ours)
     grad_clip: float = 1.0                  # max global gradient norm; 0 = none (ours)
     val_fraction: float = 0.1               # of the train split, held out for the validation loss
@@ -93,7 +96,7 @@ class TrainConfig:
     # run-level settings: where and how fast, not what is trained (kept out of the fingerprint)
     RUN_FIELDS = ("device", "threads")
 
-    def recipe(self) -> dict:
+    def model_settings(self) -> dict:
         """The settings that define the trained model (everything but RUN_FIELDS)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUN_FIELDS}
 
@@ -240,6 +243,41 @@ def train_step(model, optimizer, scaler, batch, amp_dtype, length_chunks: int = 
     return float(loss.detach())
 
 
+# ---- optimiser and schedule --------------------------------------------------------------
+
+def make_optimizer(parameters, tcfg: TrainConfig):
+    """AdamW and cosine annealing with warm restarts (T_0 = ``cycle_epochs``), as the paper."""
+    optimizer = torch.optim.AdamW(parameters, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=tcfg.cycle_epochs(), eta_min=tcfg.eta_min)
+    return optimizer, scheduler
+
+
+def schedule_step(scheduler, optimizer, tcfg: TrainConfig, epoch: int, step: int, n_steps: int):
+    """Set the learning rate of ``step`` of ``epoch``: the cosine schedule moves every step
+    (fractional epochs, ``schedule_step: batch``) or, as the paper's CosineAnnealingWarmRestarts,
+    once per epoch (``epoch``); a warm-up scales it."""
+    if tcfg.schedule_step == "batch":
+        scheduler.step(epoch + step / n_steps)
+    elif step == 0:
+        scheduler.step(epoch)
+    if tcfg.warmup_epochs > 0:
+        warm = min(1.0, (epoch + (step + 1) / n_steps) / tcfg.warmup_epochs)
+        for group, base in zip(optimizer.param_groups, scheduler.get_last_lr()):
+            group["lr"] = base * warm
+
+
+def learning_rates(tcfg: TrainConfig, epochs, n_steps: int = 1) -> list[float]:
+    """Learning rate of the first step of each of ``epochs`` under ``tcfg``'s schedule (the
+    schedule training uses; for tests, plots and benchmarks)."""
+    optimizer, scheduler = make_optimizer([torch.nn.Parameter(torch.zeros(1))], tcfg)
+    out = []
+    for epoch in epochs:
+        schedule_step(scheduler, optimizer, tcfg, int(epoch), 0, n_steps)
+        out.append(optimizer.param_groups[0]["lr"])
+    return out
+
+
 # ---- the stage ------------------------------------------------------------------------
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -309,11 +347,9 @@ def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
 
     torch.manual_seed(tcfg.seed)
     model = StarModel(mcfg).to(dev)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=tcfg.cycle_epochs(), eta_min=tcfg.eta_min)
+    optimizer, scheduler = make_optimizer(model.parameters(), tcfg)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
-    fingerprint = json.dumps({"model": mcfg.to_dict(), "train": tcfg.recipe(),
+    fingerprint = json.dumps({"model": mcfg.to_dict(), "train": tcfg.model_settings(),
                               "n_train": len(x_tr), "n_val": len(x_val),
                               "data_sum": float(torch.nan_to_num(data["x"]).double().sum())},
                              sort_keys=True)
@@ -354,12 +390,7 @@ def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
         lr = None
         total, count = 0.0, 0
         for step, start in enumerate(range(0, len(order), tcfg.batch_size)):
-            # the cosine schedule moves every step (fractional epochs); warm-up scales it
-            scheduler.step(epoch + step / n_steps)
-            if tcfg.warmup_epochs > 0:
-                warm = min(1.0, (epoch + (step + 1) / n_steps) / tcfg.warmup_epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] *= warm
+            schedule_step(scheduler, optimizer, tcfg, epoch, step, n_steps)
             lr = optimizer.param_groups[0]["lr"] if lr is None else lr
             idx = order[start:start + tcfg.batch_size]
             batch = draw_batch(x_tr[idx], e_tr[idx], mcfg, tcfg.n_requests, request_weight, gen,
@@ -402,7 +433,7 @@ def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
                "vocabulary": list(data["vocabulary"]),
                "token_median": torch.tensor(data["median"]),
                "token_mad_std": torch.tensor(data["mad_std"]),
-               "train_config": json.dumps(tcfg.recipe()),
+               "train_config": json.dumps(tcfg.model_settings()),
                "history": rows}, Path(out))
         log.info("wrote %s", out)
     return {"epochs_done": len(rows), "finished": done,

@@ -16,6 +16,11 @@ def as_json(obj):
     return "'" + json.dumps(obj, sort_keys=True) + "'"
 
 
+def train_settings():
+    """The train stage's settings: train: plus the recipe it names (recipes.<train.recipe>)."""
+    return {**config["train"], **config["recipes"][config["train"]["recipe"]]}
+
+
 # ---- data sources: the only place where mock and real differ -------------------------
 ALLSTAR_NAME = "allStar-dr17-synspec_rev1.fits"
 DISTMASS_NAME = "APOGEE_DistMass-DR17_v1.6.1.fits"

@@ -8,7 +8,7 @@ rule train:
         model=R("model/model.pt"),
         loss=report(R("model/training_log.csv"), category="Training"),
     params:
-        settings=as_json(config["train"]),
+        settings=as_json(train_settings()),
         # kept across failed attempts (not an output): a retried job resumes from it
         checkpoint=lambda wildcards, output: os.path.join(os.path.dirname(output.model), "checkpoint.pt"),
     log:
