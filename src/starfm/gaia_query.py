@@ -26,8 +26,8 @@ import numpy as np
 from tqdm import tqdm
 
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.gaia_archive import (MAX_IDS_PER_CALL, XP_FORMATS, AstroqueryGaiaArchive, GaiaArchive,
-                                 MockGaiaArchive, TransientArchiveError)
+from starfm.archive_formats import XP_FORMATS
+from starfm.gaia_archive import MAX_IDS_PER_CALL, AstroqueryGaiaArchive, GaiaArchive, TransientArchiveError
 from starfm.io import StarfmInputError, atomic_path, read_table, write_table
 from starfm.xp_tables import (GAIA_SOURCE_DTYPES, N_COEFFICIENTS, XP_ARRAY_COLUMNS, XP_OUTPUT_DTYPES,
                               parse_gaia_source, parse_xp_tables)
@@ -291,6 +291,8 @@ def make_archive(args) -> GaiaArchive:
     if args.archive == "mock":
         if not args.mock_archive_dir:
             raise StarfmInputError("--archive mock needs --mock-archive-dir")
+        from starfm.mock.archive import MockGaiaArchive  # the one place a later stage meets the mock
+
         return MockGaiaArchive(args.mock_archive_dir, xp_format=xp_format)
     return AstroqueryGaiaArchive(timeout=args.timeout, xp_format=xp_format or "votable")
 
