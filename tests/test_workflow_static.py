@@ -209,3 +209,14 @@ def test_no_mock_branch_after_the_data_sources():
             continue
         assert "MODE" not in body and "mock" not in body.replace("archive_args", ""), \
             f"rule {name} branches on the mode; only sources.smk/common.smk may"
+
+
+def test_xp_formats_defined_once():
+    """The schema's mock.xp_format choices are the formats the mock archive serves, and the
+    real client's formats a subset of them."""
+    from starfm.archive_formats import XP_FORMATS
+    from starfm.gaia_archive import REAL_XP_FORMATS
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert tuple(schema["properties"]["mock"]["properties"]["xp_format"]["enum"]) == XP_FORMATS
+    assert set(REAL_XP_FORMATS) < set(XP_FORMATS)

@@ -22,6 +22,11 @@ from starfm.gaia_archive import MAX_IDS_PER_CALL, PermanentArchiveError, Transie
 from starfm.io import StarfmInputError, read_table
 from starfm.xp_tables import GAIA_SOURCE_COLUMNS, GAIA_SOURCE_DTYPES
 
+# the store's files (written by the mock-survey stage)
+MANIFEST_FILE = "manifest.json"
+GAIA_SOURCE_FILE = "gaia_source.h5"
+XP_CONTINUOUS_FILE = "xp_continuous.h5"
+
 
 class MockGaiaArchive:
     """The mock survey's archive: ``<directory>/manifest.json``, ``gaia_source.h5``, ``xp_continuous.h5``.
@@ -36,7 +41,7 @@ class MockGaiaArchive:
     def __init__(self, directory, xp_format: str | None = None, fail_first: int = 0,
                  fail_on_call: dict[int, Exception] | None = None):
         self.directory = Path(directory)
-        manifest_path = self.directory / "manifest.json"
+        manifest_path = self.directory / MANIFEST_FILE
         if not manifest_path.exists():
             raise StarfmInputError(f"{manifest_path}: mock archive manifest not found "
                                    "(run the mock-survey stage first)")
@@ -69,7 +74,7 @@ class MockGaiaArchive:
     def _xp_store_rows(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         """Rows of the XP store for ``ids`` (those present), read with h5py row selection so
         a 733,901-star store is never loaded whole."""
-        path = self.directory / "xp_continuous.h5"
+        path = self.directory / XP_CONTINUOUS_FILE
         if self._xp_ids is None:
             self._xp_ids = read_table(path, ["source_id"])["source_id"].astype(np.int64)
             self._xp_order = np.argsort(self._xp_ids, kind="stable")
@@ -95,7 +100,7 @@ class MockGaiaArchive:
     def query_gaia_source(self, source_ids) -> Table:
         ids = self._before_call("gaia_source", source_ids)
         if self._gaia_source is None:
-            self._gaia_source = read_table(self.directory / "gaia_source.h5", GAIA_SOURCE_COLUMNS)
+            self._gaia_source = read_table(self.directory / GAIA_SOURCE_FILE, GAIA_SOURCE_COLUMNS)
         gs = self._gaia_source
         keep = np.isin(gs["source_id"], ids)
         t = Table()

@@ -28,9 +28,10 @@ import numpy as np
 from starfm.archive_formats import DR3_SOLUTION_ID, XP_FORMATS
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME, EBV_TRUE_OVER_SFD, R_V
-from starfm.dust_map import Combined19Map
+from starfm.dust_map import Combined19Map, combined19_path
 from starfm.io import StarfmInputError, atomic_path
 from starfm.mock import apogee, photometry, population, spectra, truth
+from starfm.mock.archive import GAIA_SOURCE_FILE, MANIFEST_FILE, XP_CONTINUOUS_FILE
 from starfm.mock.dust_map import make_dust_map
 from starfm.mock.gaia_source import GAIA_SOURCE_STORE_DTYPES, deduplicate_ids, gaia_source_rows, source_ids
 from starfm.mock.xp_continuous import XP_DTYPES, xp_continuous_rows
@@ -56,10 +57,10 @@ def make_mock_survey(out_dir: str | os.PathLike, n_stars: int = 20000, seed: int
         raise StarfmInputError(f"--seed: need a non-negative integer (got {seed!r})")
     out = Path(out_dir)
     paths = {"allstar": out / "apogee" / ALLSTAR_NAME, "distmass": out / "apogee" / DISTMASS_NAME,
-             "manifest": out / "gaia_archive" / "manifest.json",
-             "gaia_source": out / "gaia_archive" / "gaia_source.h5",
-             "xp_continuous": out / "gaia_archive" / "xp_continuous.h5",
-             "dust_map": out / "dust" / "combined19" / "combine19.h5", "truth": out / "truth.h5"}
+             "manifest": out / "gaia_archive" / MANIFEST_FILE,
+             "gaia_source": out / "gaia_archive" / GAIA_SOURCE_FILE,
+             "xp_continuous": out / "gaia_archive" / XP_CONTINUOUS_FILE,
+             "dust_map": combined19_path(out / "dust"), "truth": out / "truth.h5"}
 
     log.info("mock survey: %d allStar rows, seed %d, into %s", n_stars, seed, out)
     dust = make_dust_map(paths["dust_map"], np.random.default_rng([seed, 0]))
