@@ -291,7 +291,7 @@ def make_archive(args) -> GaiaArchive:
     if args.archive == "mock":
         if not args.mock_archive_dir:
             raise StarfmInputError("--archive mock needs --mock-archive-dir")
-        from starfm.mock.archive import MockGaiaArchive  # the one place a later stage meets the mock
+        from starfm.mock.archive import MockGaiaArchive  # the archive selection: nothing else here imports the mock
 
         return MockGaiaArchive(args.mock_archive_dir, xp_format=xp_format)
     return AstroqueryGaiaArchive(timeout=args.timeout, xp_format=xp_format or "votable")
