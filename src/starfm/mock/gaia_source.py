@@ -22,13 +22,16 @@ GAIA_SOURCE_STORE_DTYPES = {"source_id": "i8", "ra": "f8", "dec": "f8", "l": "f8
 
 
 def source_ids(ra, dec, rng):
+    """Gaia-like source_ids: HEALPix level-12 index of (ra, dec) * 2^35 + a random running number."""
     import healpy
 
     hp12 = healpy.ang2pix(4096, np.radians(90 - dec), np.radians(ra), nest=True).astype(np.int64)
-    return hp12 * HEALPIX12_FACTOR + rng.integers(1, 2 ** 35 - 1, len(ra))
+    return hp12 * HEALPIX12_FACTOR + rng.integers(1, HEALPIX12_FACTOR - 1, len(ra))
 
 
 def gaia_source_rows(s: dict, rng, zpt_module) -> dict:
+    """``gaia_source`` columns of a chunk's stars ``s`` (plus ``_parallax_true``, ``_zero_point``
+    for the truth); ``zpt_module`` is ``zero_point.zpt`` with its tables loaded."""
     n = s["n"]
     g = (s["g_true"] + rng.normal(0, 0.003, n)).astype(np.float32)
     bp_rp = (s["bp_rp_true"] + rng.normal(0, 0.01, n)).astype(np.float32)
@@ -75,10 +78,11 @@ def deduplicate_ids(ids, seen, rng):
         if not clash.any():
             return ids
         ids[clash] = (ids[clash] // HEALPIX12_FACTOR) * HEALPIX12_FACTOR \
-            + rng.integers(1, 2 ** 35 - 1, clash.sum())
+            + rng.integers(1, HEALPIX12_FACTOR - 1, clash.sum())
 
 
 def ecliptic_latitude(ra, dec):
+    """Barycentric mean ecliptic latitude [deg] of ICRS (ra, dec)."""
     from astropy.coordinates import BarycentricMeanEcliptic, SkyCoord
     import astropy.units as u
 

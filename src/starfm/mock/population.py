@@ -46,6 +46,7 @@ def make_fields(n_stars: int, rng: np.random.Generator) -> dict:
 
 
 def gal_to_icrs(glon, glat):
+    """ICRS (ra, dec) [deg] of galactic (l, b) [deg]."""
     from astropy.coordinates import SkyCoord
     import astropy.units as u
 

@@ -54,6 +54,8 @@ def xp_coefficient_errors(band: str, g_flux: np.ndarray) -> np.ndarray:
 
 
 def xp_continuous_rows(s: dict, bp_true, rp_true, rng) -> dict:
+    """Archive XP columns (:data:`XP_DTYPES`) of a chunk's stars ``s`` from their noise-free
+    coefficients, plus ``_has_xp`` (whether the archive has a spectrum of the star)."""
     n = s["n"]
     g = s["gaia"]["phot_g_mean_mag"].astype(float)
     f_g = g_flux(g)
