@@ -18,21 +18,23 @@ import pytest
 from dust_extinction.parameter_averages import F99
 
 from starfm import extinction_curve as ec
-from starfm import mock_spectra, mock_survey, tokens
+from starfm import tokens
+from starfm import xp_flux as xpf
+from starfm.constants import EBV_TRUE_OVER_SFD, EXTINCTION_LAW, R_V
 from starfm.io import StarfmInputError, read_attrs
+from starfm.mock import spectra as mock_spectra
+from starfm.mock.population import LOGG_SUN
 
-MOCK_TRUTH_ATTRS = {"extinction_law": mock_survey.EXTINCTION_LAW, "r_v": mock_survey.R_V,
-                    "ebv_true_over_sfd": mock_survey.EBV_TRUE_OVER_SFD}
+MOCK_TRUTH_ATTRS = {"extinction_law": EXTINCTION_LAW, "r_v": R_V, "ebv_true_over_sfd": EBV_TRUE_OVER_SFD}
 # Sparse grid on which GaiaXPy's basis reproduces any flux exactly: 25 points in the BP-only and
 # 25 in the RP-only range, fewer than the 55 coefficients of each band.
 EXACT_GRID = np.concatenate([np.linspace(345.0, 625.0, 25), np.linspace(655.0, 1000.0, 25)])
 R_G = 2.2        # the double's A_G / E: any value; the recovery must cancel it exactly
-G_FLUX_ZERO_POINT = 25.6873668671      # SPEC section 2: 2.5 log10 F_G[e-/s] = ZP - G
 
 
 @pytest.fixture(autouse=True)
 def _keep_matplotlib_settings():
-    """Importing gaiaxpy (here via mock_spectra) sets text.usetex for the whole session."""
+    """Importing gaiaxpy (here via starfm.mock.spectra) sets text.usetex for the whole session."""
     import matplotlib
     with matplotlib.rc_context():
         yield
@@ -55,7 +57,7 @@ class ReddenedModel:
     def __init__(self, parallax_mas=0.7, g0=12.0):
         self.calls = []
         self.parallax, self.g0 = parallax_mas, g0
-        design = ec.xp_design_matrix(EXACT_GRID)
+        design = xpf.xp_design_matrix(EXACT_GRID)
         n, bp = tokens.N_XP, EXACT_GRID < 636.0
         self.solve = {"bp": (np.linalg.pinv(design[:n, bp]), bp),
                       "rp": (np.linalg.pinv(design[n:, ~bp]), ~bp)}
@@ -68,7 +70,7 @@ class ReddenedModel:
         flux = 1e-17 / (lam / 5e-7) ** 5 / np.expm1(x[None, :] / teff[:, None])
         flux *= 10 ** (-0.4 * ebv[:, None] * known_law(EXACT_GRID)[None, :])
         g = self.g0 + R_G * ebv                                   # extinguished G
-        f_g = 10 ** ((G_FLUX_ZERO_POINT - g) / 2.5)
+        f_g = tokens.g_flux(g)
         coef = {b: flux[:, m] @ pinv / f_g[:, None] for b, (pinv, m) in self.solve.items()}
         out = {**{f"bp{i}": coef["bp"][:, i] for i in range(tokens.N_XP)},
                **{f"rp{i}": coef["rp"][:, i] for i in range(tokens.N_XP)},
@@ -78,18 +80,18 @@ class ReddenedModel:
 
 
 class MockPhysicsModel:
-    """The mock survey's noise-free spectra (``mock_spectra``) for the requested parameters, as
+    """The mock survey's noise-free spectra (``starfm.mock.spectra``) for the requested parameters, as
     tokens: a perfect model of the mock survey. Radius from mass and logg, distance 1 kpc."""
     vocabulary = list(tokens.VOCABULARY)
 
     def predict(self, values, errors=None, inputs=None, outputs=("mass",), batch_size=4096):
         logg, mass = _column(values, "logg"), _column(values, "mass")
-        radius = np.sqrt(mass * 10 ** (mock_spectra.LOGG_SUN - logg))
-        a_v = mock_survey.R_V * mock_survey.EBV_TRUE_OVER_SFD * np.exp(_column(values, "ln_ebv"))
+        radius = np.sqrt(mass * 10 ** (LOGG_SUN - logg))
+        a_v = R_V * EBV_TRUE_OVER_SFD * np.exp(_column(values, "ln_ebv"))
         bp, rp = mock_spectra.xp_coefficients(_column(values, "teff"), logg, _column(values, "m_h"),
                                               radius, np.ones(len(values)), a_v)
         g = mock_spectra.synthetic_gaia_mags(bp, rp)[:, 0]
-        f_g = mock_spectra.g_flux_from_mag(g)[:, None]
+        f_g = tokens.g_flux(g)[:, None]
         out = {**{f"bp{i}": bp[:, i] / f_g[:, 0] for i in range(tokens.N_XP)},
                **{f"rp{i}": rp[:, i] / f_g[:, 0] for i in range(tokens.N_XP)},
                "pseudo_luminosity": 1.0 * 10 ** (g / 5)}                 # parallax 1 mas
@@ -112,9 +114,15 @@ def test_design_matrix_is_gaiaxpy_calibrate():
                        **{f"{b}_n_parameters": [n, n] for b in ("bp", "rp")},
                        **{f"{b}_standard_deviation": [1.0, 1.0] for b in ("bp", "rp")}})
     expected, sampling = calibrate(df, save_file=False)
-    np.testing.assert_array_equal(sampling, ec.XP_WAVELENGTH_NM)
-    got = ec.xp_flux(bp, rp)
-    np.testing.assert_allclose(got, np.stack(expected["flux"].to_numpy()), rtol=1e-10, atol=1e-14)
+    expected = np.stack(expected["flux"].to_numpy())
+    np.testing.assert_array_equal(sampling, xpf.XP_WAVELENGTH_NM)
+    scale = np.abs(expected).max()          # fluxes are ~1e-17: an absolute tolerance must scale
+    np.testing.assert_allclose(xpf.xp_flux(bp, rp), expected, rtol=0, atol=1e-12 * scale)
+    # a given sampling (what the extinction curve uses): calibrate(sampling=grid) likewise
+    grid = xpf.XP_WAVELENGTH_NM[::7]
+    on_grid, _ = calibrate(df, sampling=grid, save_file=False)
+    on_grid = np.stack(on_grid["flux"].to_numpy())
+    np.testing.assert_allclose(xpf.xp_flux(bp, rp, grid), on_grid, rtol=0, atol=1e-12 * scale)
 
 
 def test_grid_is_the_spec_grid():

@@ -12,9 +12,11 @@ import pytest
 import requests
 from astropy.table import Table
 
-from starfm.gaia_archive import (AstroqueryGaiaArchive, MockGaiaArchive, PermanentArchiveError,
-                                 TransientArchiveError, classify_archive_error, read_datalink_product)
+from starfm.archive_formats import read_datalink_product
+from starfm.gaia_archive import (AstroqueryGaiaArchive, PermanentArchiveError, TransientArchiveError,
+                                 classify_archive_error)
 from starfm.io import StarfmInputError, write_table
+from starfm.mock.archive import MockGaiaArchive
 from starfm.xp_tables import GAIA_SOURCE_COLUMNS, parse_gaia_source, parse_xp_tables
 
 warnings.filterwarnings("ignore", module="astropy")

@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from starfm import mock_spectra
+from starfm.archive_formats import DR3_SOLUTION_ID
+from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME, EBV_TRUE_OVER_SFD
 from starfm.io import StarfmInputError, read_attrs, read_table
-from starfm.mock_survey import (ALLSTAR_NAME, DISTMASS_NAME, EBV_TRUE_OVER_SFD, XP_DTYPES, cli,
-                                make_mock_survey, xp_coefficient_errors)
+from starfm.mock import spectra as mock_spectra
+from starfm.mock.survey import cli, make_mock_survey
+from starfm.mock.xp_continuous import XP_DTYPES, xp_coefficient_errors
+from starfm.tokens import g_flux
 
 N_ROWS = 400
 SEED = 11
@@ -147,7 +150,7 @@ def test_xp_errors_match_real_dr3_errors_at_the_same_g(realdata_dir):
     g = mock_spectra.synthetic_gaia_mags(bp[ok], rp[ok])[:, 0]
     for band in ("bp", "rp"):
         err = np.stack([t[f"e_{band}_coeff_{k}"] for k in range(55)], 1).astype(float)[ok]
-        ratio = np.median(err / xp_coefficient_errors(band, mock_spectra.g_flux_from_mag(g)), axis=0)
+        ratio = np.median(err / xp_coefficient_errors(band, g_flux(g)), axis=0)
         # median ratio per coefficient within a factor 1.5 (the model's log rms is 0.2-0.33)
         assert (ratio > 1 / 1.5).all() and (ratio < 1.5).all(), band
 
@@ -176,7 +179,7 @@ def _calibrate_rows(bp, rp, n_relevant=55):
 
     n = len(bp)
     df = pd.DataFrame({
-        "source_id": np.arange(1, n + 1), "solution_id": np.full(n, 4545469030156206080),
+        "source_id": np.arange(1, n + 1), "solution_id": np.full(n, DR3_SOLUTION_ID),
         "bp_n_parameters": 55, "rp_n_parameters": 55,
         "bp_standard_deviation": 1.0, "rp_standard_deviation": 1.0,
         "bp_n_relevant_bases": n_relevant, "rp_n_relevant_bases": n_relevant,
@@ -201,9 +204,11 @@ def test_gaiaxpy_calibrate_recovers_the_model_spectrum(mock):
     model = mock_spectra.model_spectrum(*args).astype(float)
     assert np.allclose(sampling, mock_spectra.xp_basis()["wavelength"])
     # calibrate uses exactly the basis we projected on: identical to our merge of D^T c (1e-6:
-    # float32 spectra in, float64 arithmetic)
-    ours = mock_spectra.calibrated_flux(bp, rp)
+    # float32 spectra in, float64 arithmetic), and to starfm's one flux path (xp_flux)
+    basis = mock_spectra.xp_basis()
+    ours = sum(basis["merge"][b] * (c @ basis["design"][b]) for b, c in (("bp", bp), ("rp", rp)))
     assert np.max(np.abs(flux - ours) / model.mean(1, keepdims=True)) < 1e-6
+    assert np.max(np.abs(flux - mock_spectra.calibrated_flux(bp, rp)) / model.mean(1, keepdims=True)) < 1e-6
     # and gives back the model spectrum (at XP resolution) to the projection's accuracy: the
     # projection trades flux misfit (0.2 % scale) against coefficient amplitudes like real DR3 ones,
     # which leaves ~0.4 % rms and < 2 % at worst (measured); 1 % rms / 3 % max leaves a margin
@@ -243,9 +248,19 @@ def test_mwdust_combined19_reads_the_map_and_gives_the_truth_ebv(mock):
                          env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     ebv_mwdust = np.array(json.loads(res.stdout.strip().splitlines()[-1]))
-    # same pixel lookup and the same linear interpolation in distance modulus: equal to rounding
-    assert np.allclose(ebv_mwdust, t["ebv"][sel], rtol=1e-9, atol=1e-12)
+    # the truth is evaluated with starfm's Combined19 reader, bit-identical to mwdust's
+    np.testing.assert_array_equal(ebv_mwdust, t["ebv"][sel])
     assert (t["ebv"] > 0).all()
+
+
+def test_truth_ebv_is_the_written_map_read_back(mock):
+    """One Combined19 reader: the file the survey wrote, read by the dust stage's reader, gives
+    exactly the truth E(B-V) at the true distance."""
+    from starfm.dust_map import Combined19Map
+
+    t = mock["truth"]
+    ebv = Combined19Map.from_file(mock["paths"]["dust_map"])(t["glon"], t["glat"], t["distance_kpc"])
+    np.testing.assert_array_equal(ebv, t["ebv"])
 
 
 def test_dust_map_is_hierarchical_and_non_decreasing(mock):
@@ -315,12 +330,12 @@ def test_same_seed_gives_identical_files(tmp_path):
 
 
 def test_bad_arguments_raise_clear_errors(tmp_path, capsys):
-    with pytest.raises(StarfmInputError, match="n-stars"):
+    with pytest.raises(StarfmInputError, match="n_stars"):
         make_mock_survey(tmp_path, n_stars=10)
-    with pytest.raises(StarfmInputError, match="xp-format"):
+    with pytest.raises(StarfmInputError, match="xp_format"):
         make_mock_survey(tmp_path, n_stars=100, xp_format="xml")
-    assert cli(["--n-stars", "3", "--out-dir", str(tmp_path)]) == 1
-    assert "n-stars" in capsys.readouterr().err
+    assert cli(["--settings", '{"n_stars": 3}', "--out-dir", str(tmp_path)]) == 1
+    assert "n_stars" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         cli(["--help"])
     assert exc.value.code == 0

@@ -35,21 +35,33 @@ def _rules():
     return out
 
 
+def _module_path(module: str) -> Path:
+    """Source file of a starfm module or package (its ``__init__.py``)."""
+    base = ROOT / "src" / module.replace(".", "/")
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
 def _stage_modules(module: str, seen=None) -> set[str]:
-    """starfm modules imported (transitively) by ``module``."""
+    """starfm modules imported (transitively, anywhere in the file) by ``module``; importing
+    ``a.b.c`` imports the packages ``a.b`` too."""
     seen = set() if seen is None else seen
     if module in seen:
         return seen
     seen.add(module)
-    path = ROOT / "src" / (module.replace(".", "/") + ".py")
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(_module_path(module).read_text())):
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
+            if node.module == "starfm" or node.module.startswith("starfm."):   # from pkg import module
+                names += [f"{node.module}.{a.name}" for a in node.names
+                          if _module_path(f"{node.module}.{a.name}").exists()]
         for name in names:
             if name.startswith("starfm."):
+                parts = name.split(".")
+                for i in range(2, len(parts)):
+                    _stage_modules(".".join(parts[:i]), seen)
                 _stage_modules(name, seen)
     return seen
 
@@ -57,8 +69,7 @@ def _stage_modules(module: str, seen=None) -> set[str]:
 def _third_party_imports(modules: set[str]) -> set[str]:
     found = set()
     for module in modules:
-        path = ROOT / "src" / (module.replace(".", "/") + ".py")
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(_module_path(module).read_text())):
             if isinstance(node, ast.Import):
                 found |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -169,22 +180,29 @@ def test_every_stage_has_a_helpful_help():
     assert all(stage in top.stdout for stage in STAGES)
 
 
-SOURCE_MODULES = {"starfm.mock_survey", "starfm.mock_spectra", "starfm.sas_download",
-                  "starfm.gaia_archive"}
+SOURCE_MODULES = {"starfm.mock.survey", "starfm.sas_download"}
+# the Gaia query CLI selects its archive: it may import the mock archive, and nothing else of the mock
+ARCHIVE_SELECTION = {"starfm.gaia_query": {"starfm.mock", "starfm.mock.archive"}}
 
 
 def test_no_mock_branch_after_the_data_sources():
     """Mock and real share every stage after the sources: no stage but the sources (and the
     archive selection in the Gaia query CLI) imports the mock survey or tests for the mode."""
+    mock_modules = {p.relative_to(ROOT / "src").with_suffix("").as_posix().replace("/", ".")
+                    for p in (ROOT / "src" / "starfm" / "mock").glob("*.py")}
+    mock_modules = {m.removesuffix(".__init__") for m in mock_modules}
+    assert {"starfm.mock", "starfm.mock.survey", "starfm.mock.archive"} <= mock_modules
     for stage, (target, _) in STAGES.items():
         module = target.split(":")[0]
         if module in SOURCE_MODULES:
             continue
         imported = _stage_modules(module) - {module}
-        if module == "starfm.gaia_query":
-            imported -= {"starfm.gaia_archive"}
-        assert not imported & {"starfm.mock_survey", "starfm.mock_spectra"}, stage
-        source = (ROOT / "src" / (module.replace(".", "/") + ".py")).read_text()
+        allowed = ARCHIVE_SELECTION.get(module, set())
+        assert not (imported & mock_modules) - allowed, (stage, sorted(imported & mock_modules))
+        if module in ARCHIVE_SELECTION:   # the mock archive itself needs none of the mock's physics
+            archive_deps = set().union(*(_stage_modules(m) for m in allowed))
+            assert archive_deps & mock_modules == allowed, sorted(archive_deps & mock_modules)
+        source = _module_path(module).read_text()
         assert "mode" not in re.findall(r"config\[['\"](\w+)", source), stage
     for name, body, path in _rules():
         if path.name in ("sources.smk", "common.smk"):
@@ -200,3 +218,14 @@ def test_snakemake_lint_reports_nothing(tmp_path):
                          timeout=300)
     text = out.stdout + out.stderr
     assert out.returncode == 0 and "Lints for" not in text, text[-4000:]
+
+
+def test_xp_formats_defined_once():
+    """The schema's mock.xp_format choices are the formats the mock archive serves, and the
+    real client's formats a subset of them."""
+    from starfm.archive_formats import XP_FORMATS
+    from starfm.gaia_archive import REAL_XP_FORMATS
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert tuple(schema["properties"]["mock"]["properties"]["xp_format"]["enum"]) == XP_FORMATS
+    assert set(REAL_XP_FORMATS) < set(XP_FORMATS)

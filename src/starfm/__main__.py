@@ -10,7 +10,7 @@ import sys
 
 # stage name -> (module:function, one-line description), in pipeline order
 STAGES: dict[str, tuple[str, str]] = {
-    "mock-survey": ("starfm.mock_survey:cli", "generate the mock survey (allStar, DistMass, Gaia archive, dust map, truth)"),
+    "mock-survey": ("starfm.mock.survey:cli", "generate the mock survey (allStar, DistMass, Gaia archive, dust map, truth)"),
     "download-apogee": ("starfm.sas_download:cli", "real mode: download allStar / DistMass from the SDSS SAS (resumable)"),
     "labels": ("starfm.apogee_labels:cli", "join allStar + DistMass, flag bad labels, drop duplicate spectra"),
     "gaia-source": ("starfm.gaia_query:cli_source", "query gaia_source columns for every APOGEE source_id (batched, cached)"),

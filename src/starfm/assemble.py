@@ -54,11 +54,10 @@ from tqdm import tqdm
 from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError, read_attrs, read_table, require_rows, write_table
 from starfm.settings import add_settings_argument, parse_settings
-from starfm.tokens import N_XP, TOKEN_INDEX, VOCABULARY
+from starfm.tokens import N_XP, TOKEN_INDEX, VOCABULARY, g_flux
 
 log = logging.getLogger("starfm.assemble")
 
-G_ZERO_POINT_VEGA = 25.6873668671  # Gaia DR3 G zero-point [mag] (Riello+2021), L&B24 eq. 8
 # coefficient indices 52-54 copy the relevancy of 51 in each band (L&B24 §4.2; Zhang+26 §2.3)
 LAST_FLAGGED_INDEX = 51
 
@@ -210,11 +209,6 @@ def _split_uniform(source_id: np.ndarray, seed: int) -> np.ndarray:
 
 
 # ---- tokens --------------------------------------------------------------------------------
-def _g_flux(g_mag: np.ndarray) -> np.ndarray:
-    """F_G with 2.5 log10 F_G = 25.6873668671 - G (e-/s, the XP coefficients' unit)."""
-    return 10.0 ** ((G_ZERO_POINT_VEGA - g_mag) / 2.5)
-
-
 def _relevant(n_relevant_bases: np.ndarray) -> np.ndarray:
     """(n, 55) bool: coefficient i relevant iff i < n_relevant_bases; 52-54 copy 51's flag."""
     n_rel = np.asarray(n_relevant_bases, dtype=np.int64)
@@ -380,7 +374,7 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
     errors = np.full((n, len(VOCABULARY)), np.nan, dtype=np.float32)
     stars = np.flatnonzero(xp_ok)
     _fill_xp(values, errors, xp, {b: xpt[f"{b}_n_relevant_bases"] for b in ("bp", "rp")},
-             x_rows[stars], stars, _g_flux(G[stars]))
+             x_rows[stars], stars, g_flux(G[stars]))
 
     def put(name, value, error):
         k = TOKEN_INDEX[name]

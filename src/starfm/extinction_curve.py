@@ -23,7 +23,7 @@ f_token(lambda) / L^2. Hence
 
 the second term being A_G = G_E - G_0. f_token is the GaiaXPy calibrated flux of the token
 coefficients (``gaiaxpy.calibrate`` is linear in the coefficients: we calibrate the 110 unit
-coefficient vectors once, see :func:`xp_design_matrix`, and take one matrix product for all
+coefficient vectors once, see :func:`starfm.xp_flux.xp_design_matrix`, and take one matrix product for all
 spectra). All grid stars and all E go to the model in one ``predict`` call.
 
 Which form? The papers' eq. (5) writes R = ln(F_0/F_E) / (0.884 E_SFD). The 0.884 only moves E
@@ -42,9 +42,7 @@ A(lambda)/E(B-V)_true = A/(0.884 E_SFD) so that the curve reads like Fitzpatrick
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
-import io
 import logging
 import re
 from dataclasses import dataclass
@@ -52,7 +50,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from starfm import tokens
+from starfm.constants import EBV_TRUE_OVER_SFD
 from starfm.io import StarfmInputError
+from starfm.xp_flux import XP_WAVELENGTH_NM, xp_flux
 
 log = logging.getLogger("starfm.extinction_curve")
 
@@ -62,11 +62,11 @@ GRID_MASS = 1.2                                            # Msun
 GRID_AGE_GYR = 4.5
 EBV_VALUES = (0.4, 0.8, 1.2)                               # E(B-V)_SFD of the reddened spectra
 EBV_REFERENCE = float(np.exp(-7.0))                        # the dataset's floor for E(B-V) = 0
-EBV_TRUE_OVER_SFD = 0.884                                  # Schlafly & Finkbeiner (2011), L&B eq. 10
-REFERENCE_R_V = 3.1
-XP_WAVELENGTH_NM = np.arange(336.0, 1020.0 + 1e-9, 2.0)   # GaiaXPy's default calibrate grid
 PARAMETER_TOKENS = ["teff", "logg", "m_h", "mass", "ln_age", "ln_ebv"]
 OUTPUT_TOKENS = tokens.XP_BP + tokens.XP_RP + ["pseudo_luminosity"]
+# the literature curve the recovered one is plotted against (whatever law a mock injected)
+REFERENCE_LAW = "dust_extinction.parameter_averages.F99"
+REFERENCE_R_V = 3.1
 MAG_PER_LN = 2.5 / np.log(10.0)                            # A = MAG_PER_LN * ln(F_0 / F_E)
 
 
@@ -101,45 +101,6 @@ class ExtinctionCurve:
     def per_true(self, curve: np.ndarray) -> np.ndarray:
         """A curve per E_SFD expressed per E(B-V)_true = ebv_true_over_sfd x E_SFD."""
         return np.asarray(curve) / self.ebv_true_over_sfd
-
-
-@functools.lru_cache(maxsize=4)
-def _design_cached(wavelength_key: tuple) -> np.ndarray:
-    import matplotlib
-    import pandas as pd
-    with matplotlib.rc_context():   # importing gaiaxpy sets text.usetex = True for every figure
-        from gaiaxpy import calibrate
-
-    n = tokens.N_XP
-    unit = np.eye(2 * n)
-    rows = {"source_id": np.arange(2 * n)}
-    for j, band in enumerate(("bp", "rp")):
-        rows[f"{band}_coefficients"] = list(unit[:, j * n:(j + 1) * n])
-        rows[f"{band}_coefficient_errors"] = [np.ones(n)] * (2 * n)
-        rows[f"{band}_coefficient_correlations"] = [np.zeros(n * (n - 1) // 2)] * (2 * n)
-        rows[f"{band}_n_parameters"] = np.full(2 * n, n)
-        rows[f"{band}_standard_deviation"] = np.ones(2 * n)
-    # silence GaiaXPy's "Reading input DataFrame..." prints (its progress bar, bound to the
-    # process's stdout at import, still shows once per grid)
-    with contextlib.redirect_stdout(io.StringIO()):
-        out, _ = calibrate(pd.DataFrame(rows), sampling=np.asarray(wavelength_key), save_file=False)
-    return np.stack(out["flux"].to_numpy()).astype(float)
-
-
-def xp_design_matrix(wavelength_nm=None) -> np.ndarray:
-    """(110, n_wl) matrix M with ``gaiaxpy.calibrate`` flux = concat(bp, rp coefficients) @ M.
-
-    Built by calibrating the 110 unit coefficient vectors (calibrate is linear in the
-    coefficients, merge weights included; no truncation), once per wavelength grid.
-    """
-    lam = XP_WAVELENGTH_NM if wavelength_nm is None else np.asarray(wavelength_nm, dtype=float)
-    return _design_cached(tuple(lam.tolist()))
-
-
-def xp_flux(bp, rp, wavelength_nm=None) -> np.ndarray:
-    """GaiaXPy calibrated flux (n, n_wl) of BP and RP coefficients (n, 55); NaN coefficients = 0."""
-    coef = np.concatenate([np.atleast_2d(bp), np.atleast_2d(rp)], axis=1)
-    return np.nan_to_num(coef) @ xp_design_matrix(wavelength_nm)
 
 
 def dust_law_curve(law: str, r_v: float, wavelength_nm) -> np.ndarray:
@@ -252,7 +213,7 @@ def recover_extinction_curve(model, truth_attrs: dict | None = None, logg=GRID_L
         a_over_ebv = MAG_PER_LN * ln_ratio / delta_e
         a_g = 5.0 * np.log10(lum[1:] / lum[:1])
     injected, law, scale = injected_law(truth_attrs, lam)
-    f99 = REFERENCE_R_V * dust_law_curve("dust_extinction.parameter_averages.F99", REFERENCE_R_V, lam)
+    f99 = REFERENCE_R_V * dust_law_curve(REFERENCE_LAW, REFERENCE_R_V, lam)
     with np.errstate(all="ignore"), _quiet_all_nan():
         median = np.nanmedian(a_over_ebv.reshape(-1, len(lam)), axis=0)
     return ExtinctionCurve(wavelength_nm=lam, logg=logg, teff=rgb_teff(logg), ebv=ebv,

@@ -27,10 +27,10 @@ import numpy as np
 from tqdm import tqdm
 
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.settings import add_settings_argument, parse_settings
-from starfm.gaia_archive import (MAX_IDS_PER_CALL, XP_FORMATS, AstroqueryGaiaArchive, GaiaArchive,
-                                 MockGaiaArchive, TransientArchiveError)
+from starfm.archive_formats import XP_FORMATS
+from starfm.gaia_archive import MAX_IDS_PER_CALL, AstroqueryGaiaArchive, GaiaArchive, TransientArchiveError
 from starfm.io import StarfmError, StarfmInputError, atomic_path, read_table, write_table
+from starfm.settings import add_settings_argument, parse_settings
 from starfm.xp_tables import (GAIA_SOURCE_DTYPES, N_COEFFICIENTS, XP_ARRAY_COLUMNS, XP_OUTPUT_DTYPES,
                               parse_gaia_source, parse_xp_tables)
 
@@ -299,6 +299,8 @@ def make_archive(args, settings: GaiaSettings) -> GaiaArchive:
     if args.archive == "mock":
         if not args.mock_archive:
             raise StarfmInputError("--archive mock needs --mock-archive (its manifest.json)")
+        from starfm.mock.archive import MockGaiaArchive  # the archive selection: nothing else here imports the mock
+
         return MockGaiaArchive(Path(args.mock_archive).parent, xp_format=xp_format)
     return AstroqueryGaiaArchive(timeout=settings.timeout_seconds, xp_format=xp_format or "votable")
 

@@ -1,6 +1,8 @@
 """The 120-token vocabulary shared by assembly, the model, evaluation and figures (SPEC §2)."""
 from __future__ import annotations
 
+import numpy as np
+
 N_XP = 55
 XP_BP = [f"bp{i}" for i in range(N_XP)]
 XP_RP = [f"rp{i}" for i in range(N_XP)]
@@ -18,6 +20,15 @@ TOKEN_INDEX = {name: i for i, name in enumerate(VOCABULARY)}
 TARGETS = ["mass", "age", "teff", "logg", "m_h"]
 # Baseline inputs (SPEC §4): bp0-29, rp0-29, J-H, J-K, BP-RP.
 BASELINE_INPUTS = XP_BP[:30] + XP_RP[:30] + ["j_h", "j_k", "bp_rp"]
+
+# XP tokens are coefficients / F_G, F_G in e-/s (the coefficients' unit) from G:
+# 2.5 log10 F_G = 25.6873668671 - G (Gaia DR3 G zero point, Riello+2021; L&B24 eq. 8; SPEC §2)
+G_FLUX_ZERO_POINT = 25.6873668671
+
+
+def g_flux(g_mag) -> np.ndarray:
+    """F_G [e-/s] from G: 2.5 log10 F_G = 25.6873668671 - G."""
+    return 10.0 ** ((G_FLUX_ZERO_POINT - np.asarray(g_mag)) / 2.5)
 
 
 def index(names: list[str]) -> list[int]:

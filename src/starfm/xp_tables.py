@@ -20,10 +20,11 @@ import numpy as np
 from astropy.table import Table
 
 from starfm.io import StarfmInputError
+from starfm.tokens import N_XP
 
 log = logging.getLogger(__name__)
 
-N_COEFFICIENTS = 55
+N_COEFFICIENTS = N_XP  # coefficients per band (the XP tokens are one per coefficient)
 BANDS = ("bp", "rp")
 
 # xp_continuous.h5 columns and their dtypes (archive dtypes for the scalars)

@@ -1,6 +1,11 @@
 # Helpers for the workflow files: output paths, config sections as JSON, the data-source switch.
 import json
 import os
+import sys
+
+# the APOGEE file names, defined once in the package (starfm.constants imports nothing)
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME  # noqa: E402
 
 RESULTS = config["results"]
 MODE = config["mode"]
@@ -22,8 +27,6 @@ def train_settings():
 
 
 # ---- data sources: the only place where mock and real differ -------------------------
-ALLSTAR_NAME = "allStar-dr17-synspec_rev1.fits"
-DISTMASS_NAME = "APOGEE_DistMass-DR17_v1.6.1.fits"
 
 
 def allstar_file():

@@ -11,9 +11,7 @@ rule mock_survey:
         dust_map=R("mock/dust/combined19/combine19.h5"),
         truth=R("mock/truth.h5"),
     params:
-        n_stars=config["mock"]["n_stars"],
-        seed=config["mock"]["seed"],
-        xp_format=config["mock"]["xp_format"],
+        settings=as_json(config["mock"]),
         out_dir=lambda wildcards, output: os.path.dirname(output.truth),
     log:
         R("logs/mock_survey.log"),
@@ -25,8 +23,8 @@ rule mock_survey:
         mem_mb=8000,
         runtime=60,
     shell:
-        "python -m starfm mock-survey --n-stars {params.n_stars} --seed {params.seed}"
-        " --xp-format {params.xp_format} --out-dir {params.out_dir} --log {log}"
+        "python -m starfm mock-survey --settings {params.settings} --out-dir {params.out_dir}"
+        " --log {log}"
 
 
 rule download_apogee:

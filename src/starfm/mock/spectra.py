@@ -1,4 +1,4 @@
-"""Mock-survey physics: red-giant model spectra and their Gaia XP coefficients.
+"""The mock survey's spectra: red-giant model spectra and their Gaia XP coefficients.
 
 A star's spectrum at Earth is a blackbody of its Teff and radius, dimmed by 1/d^2, with broad
 absorption features whose depths depend on Teff, logg and [M/H] (blue line blanketing, Ca H&K,
@@ -18,7 +18,9 @@ represent.
 G, BP and RP come from GaiaXPy's own Gaia DR3 Vega synthetic photometry of the coefficients
 (linear in the coefficients); on 18 Sco it gives G = 5.3283 against the archive's 5.3277, so
 ``phot_g_mean_mag`` is consistent with the coefficients, and with the token normalisation
-2.5 log10 F_G = 25.6873668671 - G (F_G in e-/s).
+2.5 log10 F_G = 25.6873668671 - G (F_G in e-/s; :func:`starfm.tokens.g_flux`). The flux of
+coefficients is :func:`starfm.xp_flux.xp_flux` (GaiaXPy's calibrate), the path every part of
+starfm uses.
 """
 from __future__ import annotations
 
@@ -26,22 +28,20 @@ import functools
 
 import numpy as np
 
+from starfm.constants import EXTINCTION_LAW, R_V
+from starfm.extinction_curve import dust_law_curve
+from starfm.xp_flux import default_basis, xp_flux
+from starfm.xp_tables import N_COEFFICIENTS
+
 # physical constants (SI)
 H_PLANCK = 6.62607015e-34
 C_LIGHT = 2.99792458e8
 K_BOLTZMANN = 1.380649e-23
 R_SUN_M = 6.957e8
 KPC_M = 3.0856775814913673e19
-T_SUN = 5772.0
-LOGG_SUN = 4.438
 
-G_FLUX_ZERO_POINT = 25.6873668671  # 2.5 log10 F_G[e-/s] = ZP - G (SPEC section 2)
 FLUX_TOLERANCE = 0.002            # projection: flux misfit scale, relative to the mean band flux
 XP_RESOLVING_POWER = 30.0         # model spectra are smoothed to FWHM = lambda / 30 (11-34 nm), XP-like
-N_COEF = 55
-
-# 2MASS effective wavelengths [nm] (Cohen et al. 2003)
-TWOMASS_WAVELENGTH_NM = {"J": 1235.0, "H": 1662.0, "K": 2159.0}
 
 # Absorption features: (centre nm, gaussian sigma nm, base depth, kind). The kinds set how the
 # depth scales with Teff, logg and [M/H] in ``_feature_depths``.
@@ -75,23 +75,21 @@ def xp_basis() -> dict:
     (``projector[band]`` is (n_wl_band, 55): ``coef = flux[:, mask] @ projector``); ``phot`` per band
     (55, 3) and ``phot_zero_points`` (3,) for Gaia DR3 Vega G, BP, RP.
     """
-    import gaiaxpy.calibrator.calibrator as calibrator
     from gaiaxpy import PhotometricSystem
 
-    generate = getattr(calibrator, "__generate_xp_matrices_and_merge")
-    design_matrices, merge = generate("calibrator", None, "v375wi", "v142r")
-    wavelength = np.asarray(design_matrices["bp"].get_sampling_grid(), dtype=float)
+    default = default_basis()
+    wavelength = default["wavelength"]
     out = {"wavelength": wavelength, "design": {}, "merge": {}, "mask": {}, "projector": {}, "phot": {}}
     for band in ("bp", "rp"):
-        design = np.asarray(design_matrices[band].get_design_matrix(), dtype=float)
-        mask = np.asarray(merge[band]) > 0
+        design = default["design"][band]
+        mask = default["merge"][band] > 0
         a = design[:, mask].T                              # (n_wl_band, 55): flux = a @ coef
         # c0 per unit flat flux (plain least squares): sets the prior's absolute scale
         kappa = np.linalg.lstsq(a, np.ones(mask.sum()), rcond=None)[0][0]
         precision = a.T @ a / FLUX_TOLERANCE ** 2 + np.diag(1.0 / (kappa * coefficient_prior(band)) ** 2)
         out["projector"][band] = np.linalg.solve(precision, a.T / FLUX_TOLERANCE ** 2).T  # (n_wl_band, 55)
         out["design"][band] = design
-        out["merge"][band] = np.asarray(merge[band], dtype=float)
+        out["merge"][band] = default["merge"][band]
         out["mask"][band] = mask
     sigma = wavelength / (2.3548 * XP_RESOLVING_POWER)
     kernel = np.exp(-0.5 * ((wavelength[None, :] - wavelength[:, None]) / sigma[:, None]) ** 2)
@@ -111,7 +109,7 @@ def coefficient_prior(band: str) -> np.ndarray:
     Real coefficients fall from ~0.13 c0 (k = 1) and ~1e-2 (k = 2) to < 1e-3 by k ~ 8: XP spectra
     are smooth, and the high orders of real spectra are mostly noise.
     """
-    k = np.arange(N_COEF, dtype=float)
+    k = np.arange(N_COEFFICIENTS, dtype=float)
     if band == "bp":
         prior = np.maximum(0.02 * np.exp(-(k - 2) / 2.0), 3e-4 * np.exp(-k / 30.0))
     else:
@@ -128,10 +126,8 @@ def project_on_xp(flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def calibrated_flux(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
-    """What ``gaiaxpy.calibrate`` returns for these coefficients (no truncation), vectorised."""
-    basis = xp_basis()
-    return (basis["merge"]["bp"] * (np.atleast_2d(bp) @ basis["design"]["bp"])
-            + basis["merge"]["rp"] * (np.atleast_2d(rp) @ basis["design"]["rp"]))
+    """What ``gaiaxpy.calibrate`` returns for these coefficients (default grid, no truncation)."""
+    return xp_flux(bp, rp)
 
 
 def synthetic_gaia_mags(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
@@ -142,21 +138,13 @@ def synthetic_gaia_mags(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
         return -2.5 * np.log10(flux) + basis["phot_zero_points"]
 
 
-def g_flux_from_mag(g_mag: np.ndarray) -> np.ndarray:
-    """F_G in e-/s from G (SPEC section 2)."""
-    return 10.0 ** ((G_FLUX_ZERO_POINT - np.asarray(g_mag)) / 2.5)
-
-
 @functools.lru_cache(maxsize=4)
 def _extinction_curve_cached(wavelength_key: tuple) -> np.ndarray:
-    import astropy.units as u
-    from dust_extinction.parameter_averages import F99
-
-    return np.asarray(F99(Rv=3.1)(np.asarray(wavelength_key) * u.nm), dtype=float)
+    return dust_law_curve(EXTINCTION_LAW, R_V, np.asarray(wavelength_key))
 
 
 def extinction_curve(wavelength_nm: np.ndarray) -> np.ndarray:
-    """A(lambda)/A_V of ``dust_extinction.parameter_averages.F99(Rv=3.1)``."""
+    """A(lambda)/A_V of the injected law (:data:`starfm.constants.EXTINCTION_LAW`, F99 R_V = 3.1)."""
     return _extinction_curve_cached(tuple(np.atleast_1d(np.asarray(wavelength_nm, dtype=float))))
 
 
