@@ -16,8 +16,8 @@ TOKEN_INDEX = {name: i for i, name in enumerate(VOCABULARY)}
 
 # Natural units of the labels that evaluation reports (SPEC §4, issue 4).
 TARGETS = ["mass", "age", "teff", "logg", "m_h"]
-# Baseline inputs (SPEC §4): bp0-29, rp0-29, J-H, J-K, BP-RP.
-BASELINE_INPUTS = XP_BP[:30] + XP_RP[:30] + ["j_h", "j_k", "bp_rp"]
+# The input settings of the comparison (standard = bp0-29, rp0-29, J-H, J-K, BP-RP, ...) are
+# defined in starfm.input_settings.
 
 
 def index(names: list[str]) -> list[int]:
