@@ -314,6 +314,17 @@ def test_bad_inputs(setup, tmp_path):
     with pytest.raises(StarfmInputError, match="nope.json"):
         evaluate(d / "dataset.h5", FakeModel(), tmp_path / "nope.json", tmp_path / "m.json",
                  tmp_path / "p.h5")
+    # a baseline without one of the XGBoost settings (or of an older version): rerun the stage
+    train_baseline(d / "dataset.h5", tmp_path / "std_only.json", n_estimators=2, threads=1,
+                   settings=["standard"])
+    with pytest.raises(StarfmInputError, match="std_only.json.*no XGBoost for input setting "
+                                               "'standard\\+pseudo_luminosity'"):
+        evaluate(d / "dataset.h5", FakeModel(), tmp_path / "std_only.json", tmp_path / "m.json",
+                 tmp_path / "p.h5")
+    short = FakeModel()
+    short.context_max = 32
+    with pytest.raises(StarfmInputError, match="context holds 32 tokens"):
+        evaluate(d / "dataset.h5", short, d / "xgb.json", tmp_path / "m.json", tmp_path / "p.h5")
     assert not (tmp_path / "m.json").exists() and not (tmp_path / "p.h5").exists()
 
 

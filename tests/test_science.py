@@ -126,7 +126,7 @@ def test_removing_the_spectra_raises_the_uncertainty(test_split):
 @pytest.mark.parametrize("label", ["mass", "age", "teff", "logg", "m_h"])
 def test_settings_high_order_sigma_grows_and_identity_comes_back(metrics, label):
     settings = metrics["settings"]
-    assert settings["standard"]["inputs"] == settings["standard"]["inputs"][:60] + [
+    assert settings["standard"]["inputs"] == tokens.XP_BP[:30] + tokens.XP_RP[:30] + [
         "j_h", "j_k", "bp_rp"]
     assert metrics["transformer"] == settings["standard"]["transformer"]
     high = settings["high_order"]["transformer"][label]
