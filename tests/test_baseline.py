@@ -1,4 +1,5 @@
-"""XGBoost baseline: learns, saves everything in one file, reloads, rejects bad input."""
+"""XGBoost baseline: one model set per XGBoost input setting, learns, saves everything in one
+file, reloads, rejects bad input."""
 from __future__ import annotations
 
 import json
@@ -8,8 +9,9 @@ import numpy as np
 import pytest
 
 from starfm import tokens
-from starfm.baseline import cli, load_baseline, train_baseline
+from starfm.baseline import cli, load_baseline, load_baselines, train_baseline
 from starfm.dataset import read_dataset
+from starfm.input_settings import SETTINGS, XGBOOST_SETTINGS
 from starfm.io import StarfmInputError, write_table
 
 
@@ -82,8 +84,9 @@ def tiny(tmp_path_factory):
 
 def test_baseline_learns_and_reloads(tiny):
     d, values, is_test, summary = tiny
-    model = load_baseline(d / "xgb.json")
-    assert model.inputs == tokens.BASELINE_INPUTS
+    model = load_baseline(d / "xgb.json")            # the standard setting
+    assert model.inputs == list(SETTINGS["standard"].inputs)
+    assert model.inputs == tokens.XP_BP[:30] + tokens.XP_RP[:30] + ["j_h", "j_k", "bp_rp"]
     pred = model.predict(values[is_test])
     for label, token in [("mass", "mass"), ("teff", "teff"), ("logg", "logg"), ("m_h", "m_h")]:
         y = values[is_test, tokens.TOKEN_INDEX[token]]
@@ -95,9 +98,48 @@ def test_baseline_learns_and_reloads(tiny):
     age = values[is_test, tokens.TOKEN_INDEX["ln_age"]]
     assert np.all(pred["age"] > 0)                        # reported in Gyr (exp of ln_age)
     assert np.corrcoef(np.log(pred["age"]), age)[0, 1] > 0.8
-    assert set(summary) == {"mass", "ln_age", "teff", "logg", "m_h"}
-    # the 10 % hold-out exists and early stopping chose an iteration within n_estimators
-    assert all(s["n_valid"] > 0 and 0 <= s["best_iteration"] < 150 for s in summary.values())
+    assert set(summary) == set(XGBOOST_SETTINGS)
+    for per_setting in summary.values():
+        assert set(per_setting) == {"mass", "ln_age", "teff", "logg", "m_h"}
+        # the 10 % hold-out exists and early stopping chose an iteration within n_estimators
+        assert all(s["n_valid"] > 0 and 0 <= s["best_iteration"] < 150
+                   for s in per_setting.values())
+
+
+def test_one_model_set_per_xgboost_setting_on_exactly_its_inputs(tiny):
+    d, values, is_test, _ = tiny
+    assert XGBOOST_SETTINGS == ["standard", "standard+pseudo_luminosity",
+                                "standard+pseudo_luminosity+ln_ebv"]
+    models = load_baselines(d / "xgb.json")
+    assert list(models) == XGBOOST_SETTINGS
+    for name, model in models.items():
+        # the transformer gets SETTINGS[name].inputs: the booster must have seen exactly those
+        assert model.inputs == list(SETTINGS[name].inputs), name
+        for booster in model.boosters.values():
+            assert booster.feature_names == list(SETTINGS[name].inputs), name
+    assert len(models["standard+pseudo_luminosity"].inputs) == 64
+    plus2 = models["standard+pseudo_luminosity+ln_ebv"].inputs
+    assert len(plus2) == 63 and {"bp29", "rp29"}.isdisjoint(plus2)
+    assert {"pseudo_luminosity", "ln_ebv"} <= set(plus2)
+    # the extra inputs are used: in the tiny dataset ln E(B-V) drives every coefficient, so the
+    # setting that sees it must predict differently from the standard one
+    pred = {name: m.predict(values[is_test], labels=["mass"])["mass"] for name, m in models.items()}
+    assert not np.allclose(pred["standard"], pred["standard+pseudo_luminosity+ln_ebv"])
+    gain = models["standard+pseudo_luminosity+ln_ebv"].boosters["mass"].get_score(
+        importance_type="weight")
+    assert "ln_ebv" in gain and "pseudo_luminosity" in gain
+    with pytest.raises(StarfmInputError, match="xgb.json.*no setting 'first5'"):
+        load_baseline(d / "xgb.json", "first5")
+
+
+def test_only_xgboost_settings_can_be_trained(tmp_path):
+    make_tiny_dataset(tmp_path / "d.h5", n=100)
+    with pytest.raises(StarfmInputError, match="random64"):
+        train_baseline(tmp_path / "d.h5", tmp_path / "o.json", n_estimators=2, threads=1,
+                       settings=["random64"])
+    train_baseline(tmp_path / "d.h5", tmp_path / "o.json", n_estimators=2, threads=1,
+                   settings=["standard"])
+    assert list(load_baselines(tmp_path / "o.json")) == ["standard"]
 
 
 def test_baseline_trains_only_on_train_split(tmp_path):
@@ -109,9 +151,10 @@ def test_baseline_trains_only_on_train_split(tmp_path):
         v[f["is_test"][()], tokens.TOKEN_INDEX["mass"]] = 99.0
         f["values"][...] = v
     train_baseline(tmp_path / "a.h5", tmp_path / "b.json", n_estimators=20, seed=3, threads=1)
-    a = json.loads((tmp_path / "a.json").read_text())["targets"]["mass"]["booster"]
-    b = json.loads((tmp_path / "b.json").read_text())["targets"]["mass"]["booster"]
-    assert a == b
+    for name in XGBOOST_SETTINGS:
+        a = json.loads((tmp_path / "a.json").read_text())["settings"][name]["targets"]["mass"]
+        b = json.loads((tmp_path / "b.json").read_text())["settings"][name]["targets"]["mass"]
+        assert a["booster"] == b["booster"], name
 
 
 def test_baseline_is_seeded(tmp_path):
@@ -157,4 +200,8 @@ def test_bad_inputs_name_the_file(tmp_path):
     (tmp_path / "other.json").write_text('{"format": "something else"}')
     with pytest.raises(StarfmInputError, match="other.json"):
         load_baseline(tmp_path / "other.json")
+    # the single-setting file of the previous version: rerun the stage
+    (tmp_path / "v1.json").write_text('{"format": "starfm-xgboost-baseline-v1", "inputs": []}')
+    with pytest.raises(StarfmInputError, match="v1.json.*rerun the baseline stage"):
+        load_baselines(tmp_path / "v1.json")
     assert not (tmp_path / "o.json").exists()

@@ -201,8 +201,10 @@ def test_spectra_in_context_order_and_offer():
     assert prio[i["mass"]] < prio[i["pseudo_luminosity"]] == prio[i["bp_rp"]] < prio[i["bp0"]]
     assert prio[i["bp0"]] == prio[i["rp0"]] < prio[i["bp1"]] < prio[i["rp28"]] < prio[i["bp54"]]
     assert keep[i["mass"]] == 0.2 and keep[i["ln_ebv"]] == 0.75 and keep[i["rp54"]] == 1.0
-    # the evaluation's 63 inputs are the 63 first non-label tokens of that order (+ bp29 or rp29)
-    from starfm.evaluate import TRANSFORMER_INPUTS
+    # the evaluation's 63 inputs with pseudo-luminosity and ln E(B-V) are the 63 first non-label
+    # tokens of that order (+ bp29 or rp29)
+    from starfm.input_settings import SETTINGS
+    TRANSFORMER_INPUTS = SETTINGS["standard+pseudo_luminosity+ln_ebv"].inputs
     order = [tokens.VOCABULARY[k] for k in prio.argsort(stable=True).tolist()
              if tokens.VOCABULARY[k] not in T.LABEL_TOKENS][:65]
     assert set(TRANSFORMER_INPUTS) <= set(order) and set(order) - set(TRANSFORMER_INPUTS) <= {"bp29", "rp29"}

@@ -1,37 +1,43 @@
-"""XGBoost baseline (SPEC §4): bp0-29, rp0-29, J-H, J-K, BP-RP -> one regressor per label.
+"""XGBoost baseline (SPEC §4): one regressor per label, for each XGBoost input setting.
 
-The "expert model" the paper compares the transformer with. Inputs are the physical token values
-of ``dataset.h5`` (NaN = absent; XGBoost's ``hist`` method learns a default branch for missing
-values, so no imputation). One booster per label, each trained on the train-split rows where that
+The "expert model" the paper compares the transformer with, trained on exactly the inputs the
+transformer gets in each setting of ``starfm.input_settings`` with ``xgboost=True``:
+``standard`` (bp0-29, rp0-29, J-H, J-K, BP-RP; the headline), ``standard+pseudo_luminosity`` and
+``standard+pseudo_luminosity+ln_ebv``. Inputs are the physical token values of ``dataset.h5``
+(NaN = absent; XGBoost's ``hist`` method learns a default branch for missing values, so no
+imputation). One booster per label and setting, each trained on the train-split rows where that
 label is present. Age is regressed in ``ln_age`` (the token, ln of age in Gyr) because its
 distribution and errors are closer to symmetric in log space; evaluation reports it in Gyr.
 
-Early stopping: 10 % of the train split (seeded) is held out; each booster keeps the iteration with
-the lowest held-out RMSE (patience 50 rounds), so ``n_estimators`` is an upper bound. This guards
-against over-fitting a small (mock) train split at no cost on the real one.
+Early stopping: 10 % of the train split (seeded; the same stars for every label and setting) is
+held out; each booster keeps the iteration with the lowest held-out RMSE (patience 50 rounds), so
+``n_estimators`` is an upper bound. This guards against over-fitting a small (mock) train split
+at no cost on the real one.
 
-All boosters go into ONE JSON file: ``{"format": ..., "inputs": [...], "targets": {token:
-{"booster": <XGBoost JSON model>, "best_iteration": int, ...}}, ...}``; :func:`load_baseline`
-reads it back for evaluation.
+All boosters go into ONE JSON file: ``{"format": "starfm-xgboost-baseline-v2", "settings":
+{name: {"inputs": [...], "targets": {token: {"booster": <XGBoost JSON model>, "best_iteration":
+int, ...}}}}, "n_estimators", "seed", "params", ...}``; :func:`load_baselines` reads every setting
+back, :func:`load_baseline` one (default ``standard``).
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from starfm import tokens
+from starfm import input_settings, tokens
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.dataset import read_dataset
+from starfm.dataset import Dataset, read_dataset
 from starfm.io import StarfmInputError, atomic_path
 from starfm.settings import add_settings_argument, parse_settings
 
 log = logging.getLogger("starfm.baseline")
 
-FORMAT = "starfm-xgboost-baseline-v1"
+FORMAT = "starfm-xgboost-baseline-v2"
 # label as reported (tokens.TARGETS) -> token the booster regresses
 TARGET_TOKENS = {"mass": "mass", "age": "ln_age", "teff": "teff", "logg": "logg", "m_h": "m_h"}
 VALIDATION_FRACTION = 0.1
@@ -62,10 +68,7 @@ class Baseline:
         return out
 
 
-def load_baseline(path: str | Path) -> Baseline:
-    """Read the single-file baseline written by :func:`train_baseline`."""
-    import xgboost as xgb
-    path = Path(path)
+def _read_doc(path: Path) -> dict:
     if not path.exists():
         raise StarfmInputError(f"{path}: file not found")
     try:
@@ -73,23 +76,34 @@ def load_baseline(path: str | Path) -> Baseline:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StarfmInputError(f"{path}: not a JSON baseline file ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise StarfmInputError(f"{path}: not a starfm XGBoost baseline (format != {FORMAT})")
-    missing = [t for t in TARGET_TOKENS.values() if t not in doc["targets"]]
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise StarfmInputError(f"{path}: not a starfm XGBoost baseline of this version (format "
+                               f"{found!r} != {FORMAT!r}); rerun the baseline stage")
+    if not isinstance(doc.get("settings"), dict) or not doc["settings"]:
+        raise StarfmInputError(f"{path}: has no 'settings'")
+    return doc
+
+
+def _baseline_from_entry(path: Path, name: str, entry: dict) -> Baseline:
+    import xgboost as xgb
+    missing = [t for t in TARGET_TOKENS.values() if t not in entry.get("targets", {})]
     if missing:
-        raise StarfmInputError(f"{path}: has no regressor for {missing}")
-    unknown = [n for n in doc["inputs"] if n not in tokens.TOKEN_INDEX]
-    if unknown:
-        raise StarfmInputError(f"{path}: inputs {unknown} are not in the token vocabulary")
+        raise StarfmInputError(f"{path}: setting '{name}' has no regressor for {missing}")
+    unknown = [n for n in entry.get("inputs", []) if n not in tokens.TOKEN_INDEX]
+    if unknown or not entry.get("inputs"):
+        raise StarfmInputError(f"{path}: setting '{name}' inputs {unknown or '[]'} are not in "
+                               f"the token vocabulary")
     boosters, best = {}, {}
-    for token, entry in doc["targets"].items():
+    for token, target in entry["targets"].items():
         booster = xgb.Booster()
         try:
-            booster.load_model(bytearray(json.dumps(entry["booster"]).encode()))
+            booster.load_model(bytearray(json.dumps(target["booster"]).encode()))
         except xgb.core.XGBoostError as exc:
-            raise StarfmInputError(f"{path}: corrupt booster for '{token}' ({exc})") from exc
+            raise StarfmInputError(f"{path}: corrupt booster for '{token}' in setting "
+                                   f"'{name}' ({exc})") from exc
         boosters[token] = booster
-        best[token] = int(entry["best_iteration"])
-    return Baseline(list(doc["inputs"]), boosters, best)
+        best[token] = int(target["best_iteration"])
+    return Baseline(list(entry["inputs"]), boosters, best)
 
 
 @dataclass(frozen=True)
@@ -101,33 +115,32 @@ class BaselineSettings:
     seed: int = 5               # seed of XGBoost and its hold-out
 
 
-def train_baseline(dataset: str | Path, out: str | Path, n_estimators: int = 300, seed: int = 5,
-                   threads: int = 2) -> dict:
-    """Train one XGBoost regressor per label on the train split of ``dataset``; write ``out``.
+def load_baselines(path: str | Path) -> dict[str, Baseline]:
+    """Every setting of the single-file baseline written by :func:`train_baseline`."""
+    path = Path(path)
+    doc = _read_doc(path)
+    return {name: _baseline_from_entry(path, name, entry)
+            for name, entry in doc["settings"].items()}
 
-    Returns a summary ``{token: {"n_train", "n_valid", "best_iteration", "valid_rmse"}}``.
-    """
-    import xgboost as xgb
-    if n_estimators < 1:
-        raise StarfmInputError(f"baseline.n_estimators must be >= 1 (got {n_estimators})")
-    ds = read_dataset(dataset)
-    train = ~ds.is_test
-    if not train.any():
-        raise StarfmInputError(f"{ds.path}: the train split is empty (every row has is_test)")
-    inputs = list(tokens.BASELINE_INPUTS)
+
+def load_baseline(path: str | Path, setting: str = input_settings.HEADLINE) -> Baseline:
+    """One setting (default the standard inputs) of the file written by :func:`train_baseline`."""
+    path = Path(path)
+    doc = _read_doc(path)
+    if setting not in doc["settings"]:
+        raise StarfmInputError(f"{path}: has no setting '{setting}' (it has "
+                               f"{sorted(doc['settings'])})")
+    return _baseline_from_entry(path, setting, doc["settings"][setting])
+
+
+def _train_one(xgb, ds: Dataset, train: np.ndarray, held_out: np.ndarray, inputs: list[str],
+               params: dict, n_estimators: int, setting: str) -> tuple[dict, dict]:
+    """Boosters of every label on ``inputs``: ({token: entry for the file}, {token: summary})."""
     x_all = ds.values[:, tokens.index(inputs)]
     if not np.isfinite(x_all[train]).any():
-        raise StarfmInputError(f"{ds.path}: every baseline input {inputs[0]}..{inputs[-1]} is NaN "
-                               f"in the train split")
-    rng = np.random.default_rng(seed)
-    # one hold-out assignment for all labels, so the boosters see the same stars
-    held_out = rng.random(len(ds.values)) < VALIDATION_FRACTION
-    params = dict(XGB_PARAMS, seed=seed, nthread=threads)
-    doc = {"format": FORMAT, "inputs": inputs, "targets": {}, "n_estimators": n_estimators,
-           "seed": seed, "params": params, "dataset": str(ds.path),
-           "note": "age is regressed as ln_age (ln Gyr); predict with iteration_range "
-                   "(0, best_iteration + 1)"}
-    summary = {}
+        raise StarfmInputError(f"{ds.path}: every input of setting '{setting}' ({inputs[0]}.."
+                               f"{inputs[-1]}) is NaN in the train split")
+    entries, summary = {}, {}
     for label, token in TARGET_TOKENS.items():
         y = ds.column(token)
         rows = train & np.isfinite(y)
@@ -151,27 +164,74 @@ def train_baseline(dataset: str | Path, out: str | Path, n_estimators: int = 300
         rmse = float(history["valid"]["rmse"][best]) if valid.any() else float("nan")
         summary[token] = {"n_train": int(fit.sum()), "n_valid": int(valid.sum()),
                           "best_iteration": best, "valid_rmse": rmse}
-        log.info("%-8s n_train=%d n_valid=%d best_iteration=%d valid RMSE=%.4g", token,
-                 fit.sum(), valid.sum(), best, rmse)
-        doc["targets"][token] = {"booster": json.loads(booster.save_raw("json").decode()),
-                                 **summary[token]}
+        log.info("%-34s %-8s n_train=%d n_valid=%d best_iteration=%d valid RMSE=%.4g", setting,
+                 token, fit.sum(), valid.sum(), best, rmse)
+        entries[token] = {"booster": json.loads(booster.save_raw("json").decode()),
+                          **summary[token]}
+    return entries, summary
+
+
+def train_baseline(dataset: str | Path, out: str | Path, n_estimators: int = 300, seed: int = 5,
+                   threads: int = 2, settings=None) -> dict:
+    """Train one XGBoost regressor per label and XGBoost setting on the train split; write ``out``.
+
+    ``settings``: names from ``starfm.input_settings`` (default every setting with
+    ``xgboost=True``); each is trained on exactly that setting's ``inputs``.
+    Returns ``{setting: {token: {"n_train", "n_valid", "best_iteration", "valid_rmse"}}}``.
+    """
+    import xgboost as xgb
+    if n_estimators < 1:
+        raise StarfmInputError(f"--n-estimators must be >= 1 (got {n_estimators})")
+    names = list(input_settings.XGBOOST_SETTINGS if settings is None else settings)
+    bad = [n for n in names if n not in input_settings.SETTINGS
+           or not input_settings.SETTINGS[n].xgboost]
+    if bad or not names:
+        raise StarfmInputError(f"baseline settings {bad or names} are not XGBoost settings of "
+                               f"starfm.input_settings ({input_settings.XGBOOST_SETTINGS})")
+    ds = read_dataset(dataset)
+    train = ~ds.is_test
+    if not train.any():
+        raise StarfmInputError(f"{ds.path}: the train split is empty (every row has is_test)")
+    rng = np.random.default_rng(seed)
+    # one hold-out assignment for all labels and settings, so the boosters see the same stars
+    held_out = rng.random(len(ds.values)) < VALIDATION_FRACTION
+    params = dict(XGB_PARAMS, seed=seed, nthread=threads)
+    doc = {"format": FORMAT, "settings": {}, "n_estimators": n_estimators,
+           "seed": seed, "params": params, "dataset": str(ds.path),
+           "note": "per setting: the exact inputs (as the transformer gets them); age is "
+                   "regressed as ln_age (ln Gyr); predict with iteration_range "
+                   "(0, best_iteration + 1)"}
+    summary = {}
+    for name in names:
+        inputs = list(input_settings.SETTINGS[name].inputs)
+        entries, summary[name] = _train_one(xgb, ds, train, held_out, inputs, params,
+                                            n_estimators, name)
+        doc["settings"][name] = {"inputs": inputs, "targets": entries}
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps(doc))
-    log.info("wrote %s (%d regressors)", out, len(doc["targets"]))
+    log.info("wrote %s (%d settings x %d regressors)", out, len(doc["settings"]),
+             len(TARGET_TOKENS))
     return summary
 
 
 @run_cli
 def cli(argv=None) -> int:
-    parser = stage_parser("baseline", "Train the XGBoost baseline (inputs bp0-29, rp0-29, J-H, "
-                          "J-K, BP-RP; one regressor per label, age in ln) on the train split of "
-                          "dataset.h5, early-stopped on a 10%% hold-out, saved as one JSON file.")
+    parser = stage_parser("baseline", "Train the XGBoost baseline on the train split of "
+                          "dataset.h5, one regressor per label (age in ln) for each XGBoost "
+                          "input setting of starfm.input_settings (standard = bp0-29, rp0-29, "
+                          "J-H, J-K, BP-RP; + pseudo-luminosity; + ln E(B-V)), early-stopped on "
+                          "a 10%% hold-out, all saved in one JSON file.")
     parser.add_argument("--dataset", required=True, help="dataset.h5 from the assemble stage")
     parser.add_argument("--threads", type=int, default=2, help="XGBoost threads")
-    parser.add_argument("--out", required=True, help="output JSON (all regressors)")
+    parser.add_argument("--out", required=True, help="output JSON (all settings and regressors)")
     add_settings_argument(parser, BaselineSettings)
     args = parser.parse_args(argv)
     setup_logging(args.log, args.verbose)
     s = parse_settings(BaselineSettings, args.settings)
+    # XGBoost's OpenMP threads busy-wait between parallel regions by default; on a shared,
+    # oversubscribed machine that burns the CPU the other thread needs (measured on our 2 shared
+    # cores: 100 rounds 68 s wall / 19 s CPU, with PASSIVE 4.5 s / 1.5 s). Set before xgboost
+    # (and its libgomp) is loaded; a value the user set wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     train_baseline(args.dataset, args.out, s.n_estimators, s.seed, args.threads)
     return 0

@@ -1,50 +1,69 @@
-"""Metrics of the transformer and the XGBoost baseline on the test split (SPEC §4).
+"""Metrics of the transformer and the XGBoost baseline on the test split, per input setting (SPEC §4).
 
-For each label (mass, age, Teff, logg, [M/H]) and model, on the test-split stars where the label
-is present:
+Input settings (``starfm.input_settings``, the one place that defines them): ``standard``
+(bp0-29, rp0-29, J-H, J-K, BP-RP; the papers' comparison on identical inputs, the headline),
+``standard+pseudo_luminosity``, ``standard+pseudo_luminosity+ln_ebv`` (both models, XGBoost
+trained on exactly that setting's inputs) and the transformer-only robustness settings of
+Figs. 4-5 (c)-(f): ``first5``, ``random64``, ``high_order``, ``high_order+labels``. Every model
+of one setting gets the identical ``inputs`` list.
+
+For each setting, label (mass, age, Teff, logg, [M/H]) and model, on the test-split stars where
+the label is present and the model gave a prediction:
 
 - ``scatter`` = 1.4826 * MAD of the residuals (prediction - label) in the label's natural unit
   (mass Msun, age Gyr = exp(ln_age), Teff K, logg and [M/H] dex);
 - ``bias`` = median residual, ``n`` = number of stars;
 - transformer only: the z-score (mean - label) / sqrt(sigma_pred^2 + sigma_label^2) in token
   space (ln_age for age, where the model's Gaussian lives). ``zscore_std`` is its plain standard
-  deviation (what the issue asks for; 1 = calibrated), ``zscore_robust_std`` is 1.4826 * MAD,
-  which a few catastrophic outliers cannot inflate.
-
-Transformer inputs (the paper's setting, Zhang et al. 2026 Figs. 4-5): XP coefficients, colours,
-pseudo-luminosity and ln E(B-V). The context holds at most 64 tokens, so we pass bp0-28, rp0-28,
-BP-RP, J-H, J-K, pseudo_luminosity, ln_ebv = 63 tokens (the first 29 coefficients carry nearly all
-XP information; Gaia marks most coefficients beyond ~30-40 irrelevant anyway). The baseline uses
-its own inputs (bp0-29, rp0-29, J-H, J-K, BP-RP).
+  deviation (1 = calibrated), ``zscore_robust_std`` is 1.4826 * MAD, which a few catastrophic
+  outliers cannot inflate; ``mean_sigma`` the mean predicted sigma (natural units) and, for every
+  setting but ``standard``, ``sigma_ratio_vs_standard`` = mean sigma of this setting / mean sigma
+  of ``standard`` in token space (ln_age for age) over the stars both predicted.
 
 Where ``dataset.h5`` has a ``truth`` group (mock survey) both models are also scored against the
 true values (``"truth"`` section; z-score there uses sigma_pred alone).
 
-``predictions.h5`` (one row per test star) holds what the figures need: ``source_id``;
-per label ``label_<l>``, ``label_<l>_err``, ``transformer_<l>``, ``transformer_<l>_sigma``,
-``transformer_<l>_zscore``, ``xgboost_<l>``, and ``truth_<l>`` where known; natural units
-(sigma of age in Gyr by the delta method, exp(mu) * sigma_ln).
+``metrics.json``::
+
+    {"transformer": {label: {...}}, "xgboost": {label: {...}}, "truth": {...}},  # = settings.standard
+     "n_test", "transformer_inputs", "xgboost_inputs",                          # standard's inputs
+     "settings": {name: {"inputs": [...], "panel", "description", "xgboost_trained": bool,
+                         ["random_subset": 64, "seed": s,]                      # random64 only
+                         "transformer": {label: {...}}, ["xgboost": {label: {...}},]
+                         ["truth": {"transformer": ..., ["xgboost": ...]}]}}, "notes"}
+
+``predictions.h5`` (one row per test star, natural units; sigma of age in Gyr by the delta
+method, exp(mu) * sigma_ln):
+
+- root columns = the ``standard`` setting: ``source_id``; per label ``label_<l>``,
+  ``label_<l>_err``, ``transformer_<l>``, ``transformer_<l>_sigma``, ``transformer_<l>_zscore``,
+  ``xgboost_<l>``, and ``truth_<l>`` where known;
+- one group per setting, ``settings/<name>``, with the same columns (``xgboost_<l>`` only where
+  XGBoost has that setting; NaN where the model gave no prediction, e.g. ``high_order`` for a star
+  without high-order coefficients); root attribute ``settings`` = {name: inputs}.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from starfm import tokens
-from starfm.baseline import TARGET_TOKENS, Baseline, load_baseline
+from starfm.baseline import TARGET_TOKENS, Baseline, load_baselines
 from starfm.dataset import Dataset, read_dataset
+from starfm.input_settings import (CONTEXT_MAX, HEADLINE, SETTINGS, InputSetting,
+                                   random_subset_mask)
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError, atomic_path, read_table, write_table
+from starfm.settings import add_settings_argument, parse_settings
 
 log = logging.getLogger("starfm.evaluate")
 
-TRANSFORMER_INPUTS = (tokens.XP_BP[:29] + tokens.XP_RP[:29]
-                      + ["bp_rp", "j_h", "j_k", "pseudo_luminosity", "ln_ebv"])
-assert len(TRANSFORMER_INPUTS) == 63
 UNITS = {"mass": "Msun", "age": "Gyr", "teff": "K", "logg": "dex", "m_h": "dex"}
 # label -> column of the dataset's truth group (docs/data_products.md, mock/truth.h5)
 TRUTH_COLUMNS = {"mass": "mass", "age": "age_gyr", "teff": "teff", "logg": "logg", "m_h": "m_h"}
@@ -133,11 +152,27 @@ def read_truth(ds: Dataset) -> dict[str, np.ndarray] | None:
             if col in truth}
 
 
-def transformer_predictions(model, values: np.ndarray, errors: np.ndarray,
+def setting_inputs(setting: InputSetting, values: np.ndarray, seed: int):
+    """(inputs, values) the transformer gets in ``setting``: the fixed ``inputs`` list, or for a
+    ``random_subset`` setting a seeded random ``k`` of each star's present pool tokens (the others
+    set absent in a copy of ``values``) in a seeded random order of the pool."""
+    inputs = list(setting.inputs)
+    if setting.random_subset is None:
+        return inputs, values
+    idx = np.asarray(tokens.index(inputs))
+    keep, order = random_subset_mask(np.isfinite(values[:, idx]), setting.random_subset, seed)
+    pool = values[:, idx]
+    pool[~keep] = np.nan
+    masked = values.copy()
+    masked[:, idx] = pool
+    return [inputs[i] for i in order], masked
+
+
+def transformer_predictions(model, values: np.ndarray, errors: np.ndarray, inputs: list[str],
                             batch_size: int = 4096) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{label: (mean, sigma)} in token space (ln_age for age) from the paper's 63 inputs."""
+    """{label: (mean, sigma)} in token space (ln_age for age) from the given inputs."""
     outputs = [TARGET_TOKENS[label] for label in tokens.TARGETS]
-    mean, std = model.predict(values, errors, inputs=TRANSFORMER_INPUTS, outputs=outputs,
+    mean, std = model.predict(values, errors, inputs=inputs, outputs=outputs,
                               batch_size=batch_size)
     mean, std = np.asarray(mean, float), np.asarray(std, float)
     if mean.shape != (len(values), len(outputs)) or std.shape != mean.shape:
@@ -146,11 +181,69 @@ def transformer_predictions(model, values: np.ndarray, errors: np.ndarray,
     return {label: (mean[:, i], std[:, i]) for i, label in enumerate(tokens.TARGETS)}
 
 
-def evaluate(dataset, model, baseline, out, predictions, batch_size: int = 4096) -> dict:
-    """Score both models on the test split of ``dataset``; write ``out`` (JSON) + ``predictions``.
+def _score(tf: dict, xgb_pred: dict | None, labels: dict, truth: dict | None, source_id):
+    """Metrics ({"transformer", ["xgboost"], ["truth"]}) and predictions columns of one setting.
+
+    ``labels``: {label: (label, label_err) in token space}; ``truth``: {label: natural} or None.
+    """
+    sec: dict = {"transformer": {}}
+    if xgb_pred is not None:
+        sec["xgboost"] = {}
+    if truth is not None:
+        sec["truth"] = {k: {} for k in sec}
+    columns: dict[str, np.ndarray] = {"source_id": source_id}
+    for label in tokens.TARGETS:
+        token = TARGET_TOKENS[label]
+        lab_tok, lab_err_tok = labels[label]
+        mean_tok, sigma_tok = tf[label]
+        lab = _to_natural(label, lab_tok)
+        tf_nat = _to_natural(label, mean_tok)
+        # delta method for age: d exp(mu) = exp(mu) d mu
+        sigma_nat = tf_nat * sigma_tok if token == "ln_age" else sigma_tok
+        lab_err = lab * lab_err_tok if token == "ln_age" else lab_err_tok
+        z = zscore(mean_tok, sigma_tok, lab_tok, lab_err_tok)
+        z[~np.isfinite(lab_tok)] = np.nan
+        scored = np.isfinite(z)
+        sec["transformer"][label] = {
+            **residual_metrics(tf_nat, lab), **_zscore_stats(z),
+            "mean_sigma": float(np.mean(sigma_nat[scored])) if scored.any() else float("nan"),
+            "unit": UNITS[label]}
+        columns.update({f"label_{label}": lab, f"label_{label}_err": lab_err,
+                        f"transformer_{label}": tf_nat, f"transformer_{label}_sigma": sigma_nat,
+                        f"transformer_{label}_zscore": z})
+        if xgb_pred is not None:
+            sec["xgboost"][label] = {**residual_metrics(xgb_pred[label], lab),
+                                     "unit": UNITS[label]}
+            columns[f"xgboost_{label}"] = xgb_pred[label]
+        if truth is not None and label in truth:
+            true = truth[label]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                true_tok = np.log(true) if token == "ln_age" else true
+            zt = zscore(mean_tok, sigma_tok, true_tok, 0.0)
+            sec["truth"]["transformer"][label] = {**residual_metrics(tf_nat, true),
+                                                  **_zscore_stats(zt), "unit": UNITS[label]}
+            if xgb_pred is not None:
+                sec["truth"]["xgboost"][label] = {**residual_metrics(xgb_pred[label], true),
+                                                  "unit": UNITS[label]}
+            columns[f"truth_{label}"] = true
+    return sec, columns
+
+
+def _sigma_ratio(sigma: np.ndarray, sigma_ref: np.ndarray) -> float:
+    both = np.isfinite(sigma) & np.isfinite(sigma_ref)
+    if not both.any():
+        return float("nan")
+    return float(np.mean(sigma[both]) / np.mean(sigma_ref[both]))
+
+
+def evaluate(dataset, model, baseline, out, predictions, batch_size: int = 4096,
+             seed: int = 11) -> dict:
+    """Score both models per input setting on the test split of ``dataset``; write ``out``
+    (JSON) and ``predictions`` (HDF5). ``seed``: the ``random64`` setting's draws.
 
     ``model`` / ``baseline``: paths, or already-loaded objects (a ``StarFM``-like object with
-    ``vocabulary`` and ``predict``; a :class:`starfm.baseline.Baseline`). Returns the metrics.
+    ``vocabulary`` and ``predict``; a {setting: :class:`starfm.baseline.Baseline`} dict as
+    :func:`starfm.baseline.load_baselines` returns). Returns the metrics.
     """
     ds = read_dataset(dataset)
     test = ds.is_test
@@ -160,64 +253,91 @@ def evaluate(dataset, model, baseline, out, predictions, batch_size: int = 4096)
     if isinstance(model, (str, Path)):
         model = load_model(model)
     check_vocabulary(model, model_source)
+    baseline_source = baseline if isinstance(baseline, (str, Path)) else "the baseline"
     if isinstance(baseline, (str, Path)):
-        baseline = load_baseline(baseline)
-    assert isinstance(baseline, Baseline)
+        baseline = load_baselines(baseline)
+    context_max = int(getattr(model, "context_max", CONTEXT_MAX))
+    for name, setting in SETTINGS.items():
+        need = setting.random_subset or len(setting.inputs)
+        if need > context_max:
+            raise StarfmInputError(f"{model_source}: its context holds {context_max} tokens, "
+                                   f"input setting '{name}' needs {need}")
+        if not setting.xgboost:
+            continue
+        if name not in baseline:
+            raise StarfmInputError(f"{baseline_source}: has no XGBoost for input setting "
+                                   f"'{name}' (it has {sorted(baseline)}); rerun the baseline "
+                                   f"stage")
+        assert isinstance(baseline[name], Baseline)
+        if list(baseline[name].inputs) != list(setting.inputs):
+            raise StarfmInputError(f"{baseline_source}: the XGBoost of setting '{name}' was "
+                                   f"trained on other inputs than starfm.input_settings "
+                                   f"defines; rerun the baseline stage")
 
     values, errors = ds.values[test], ds.errors[test]
-    log.info("evaluating %d test stars (transformer inputs: %d tokens)", len(values),
-             len(TRANSFORMER_INPUTS))
-    tf = transformer_predictions(model, values, errors, batch_size)
-    xgb_pred = baseline.predict(values)
+    labels = {label: (ds.column(TARGET_TOKENS[label])[test].astype(float),
+                      ds.error(TARGET_TOKENS[label])[test].astype(float))
+              for label in tokens.TARGETS}
     truth = read_truth(ds)
     if truth is not None:
         truth = {k: v[test] for k, v in truth.items()}
+    source_id = ds.source_id[test]
 
-    metrics: dict = {"transformer": {}, "xgboost": {}}
-    if truth is not None:
-        metrics["truth"] = {"transformer": {}, "xgboost": {}}
-    columns: dict[str, np.ndarray] = {"source_id": ds.source_id[test]}
-    for label in tokens.TARGETS:
-        token = TARGET_TOKENS[label]
-        lab_tok, lab_err_tok = ds.column(token)[test].astype(float), ds.error(token)[test]
-        mean_tok, sigma_tok = tf[label]
-        lab = _to_natural(label, lab_tok)
-        tf_nat = _to_natural(label, mean_tok)
-        # delta method for age: d exp(mu) = exp(mu) d mu
-        sigma_nat = tf_nat * sigma_tok if token == "ln_age" else sigma_tok
-        lab_err = lab * lab_err_tok if token == "ln_age" else lab_err_tok.astype(float)
-        z = zscore(mean_tok, sigma_tok, lab_tok, lab_err_tok)
-        z[~np.isfinite(lab_tok)] = np.nan
-        metrics["transformer"][label] = {**residual_metrics(tf_nat, lab), **_zscore_stats(z),
-                                         "unit": UNITS[label]}
-        metrics["xgboost"][label] = {**residual_metrics(xgb_pred[label], lab),
-                                     "unit": UNITS[label]}
-        columns.update({f"label_{label}": lab, f"label_{label}_err": lab_err,
-                        f"transformer_{label}": tf_nat, f"transformer_{label}_sigma": sigma_nat,
-                        f"transformer_{label}_zscore": z, f"xgboost_{label}": xgb_pred[label]})
-        if truth is not None and label in truth:
-            true = truth[label]
-            true_tok = np.log(true) if token == "ln_age" else true
-            zt = zscore(mean_tok, sigma_tok, true_tok, 0.0)
-            metrics["truth"]["transformer"][label] = {**residual_metrics(tf_nat, true),
-                                                      **_zscore_stats(zt), "unit": UNITS[label]}
-            metrics["truth"]["xgboost"][label] = {**residual_metrics(xgb_pred[label], true),
-                                                  "unit": UNITS[label]}
-            columns[f"truth_{label}"] = true
+    settings: dict = {}
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    sigma_tok: dict[str, dict[str, np.ndarray]] = {}
+    for name, setting in SETTINGS.items():
+        inputs, vals = setting_inputs(setting, values, seed)
+        log.info("setting %-34s %3d input tokens%s", name, len(inputs),
+                 f" (a random {setting.random_subset} per star)" if setting.random_subset
+                 else "")
+        tf = transformer_predictions(model, vals, errors, inputs, batch_size)
+        xgb_pred = baseline[name].predict(values) if setting.xgboost else None
+        sec, columns = _score(tf, xgb_pred, labels, truth, source_id)
+        entry = {"inputs": list(setting.inputs), "panel": setting.panel,
+                 "description": setting.description, "xgboost_trained": setting.xgboost}
+        if setting.random_subset is not None:
+            entry.update(random_subset=setting.random_subset, seed=seed)
+        settings[name] = {**entry, **sec}
+        groups[f"settings/{name}"] = columns
+        sigma_tok[name] = {label: tf[label][1] for label in tokens.TARGETS}
+    for name in settings:
+        if name != HEADLINE:
+            for label in tokens.TARGETS:
+                settings[name]["transformer"][label]["sigma_ratio_vs_standard"] = _sigma_ratio(
+                    sigma_tok[name][label], sigma_tok[HEADLINE][label])
+
+    head = settings[HEADLINE]
+    metrics: dict = {"transformer": copy.deepcopy(head["transformer"]),
+                     "xgboost": copy.deepcopy(head["xgboost"])}
+    if "truth" in head:
+        metrics["truth"] = copy.deepcopy(head["truth"])
     metrics["n_test"] = int(test.sum())
-    metrics["transformer_inputs"] = TRANSFORMER_INPUTS
-    metrics["xgboost_inputs"] = list(baseline.inputs)
-    metrics["notes"] = ("scatter = 1.4826*MAD and bias = median of prediction - label, natural "
-                        "units (age in Gyr); zscore_std = plain std, zscore_robust_std = "
-                        "1.4826*MAD of (mean - label)/sqrt(sigma_pred^2 + sigma_label^2) in token "
-                        "space (ln_age for age)")
+    metrics["headline_setting"] = HEADLINE
+    metrics["transformer_inputs"] = list(head["inputs"])
+    metrics["xgboost_inputs"] = list(baseline[HEADLINE].inputs)
+    metrics["settings"] = settings
+    metrics["notes"] = ("top-level transformer/xgboost/truth = settings.standard (identical "
+                        "inputs for both models); scatter = 1.4826*MAD and bias = median of "
+                        "prediction - label, natural units (age in Gyr); zscore_std = plain std, "
+                        "zscore_robust_std = 1.4826*MAD of (mean - label)/sqrt(sigma_pred^2 + "
+                        "sigma_label^2) in token space (ln_age for age); mean_sigma in natural "
+                        "units; sigma_ratio_vs_standard = mean sigma / mean sigma of standard in "
+                        "token space over the stars both predicted")
 
-    write_table(predictions, {k: np.asarray(v) for k, v in columns.items()},
-                attrs={"units": UNITS, "transformer_inputs": TRANSFORMER_INPUTS,
-                       "xgboost_inputs": list(baseline.inputs), "dataset": str(ds.path)})
+    root = dict(groups[f"settings/{HEADLINE}"])
+    write_table(predictions, {k: np.asarray(v) for k, v in root.items()},
+                attrs={"units": UNITS, "headline_setting": HEADLINE,
+                       "transformer_inputs": list(head["inputs"]),
+                       "xgboost_inputs": list(baseline[HEADLINE].inputs),
+                       "settings": {n: list(SETTINGS[n].inputs) for n in SETTINGS},
+                       "dataset": str(ds.path)},
+                groups={g: {k: np.asarray(v) for k, v in cols.items()}
+                        for g, cols in groups.items()})
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
-    log.info("metrics on the test split\n%s", format_table(metrics))
+    log.info("metrics on the test split (headline: setting '%s')\n%s", HEADLINE,
+             format_table(metrics))
     return metrics
 
 
@@ -232,38 +352,97 @@ def _json_safe(obj):
     return obj
 
 
-def format_table(metrics: dict) -> str:
-    """A readable text table of the metrics (logged by :func:`evaluate`)."""
-    def f(x, fmt):
-        return "nan" if x is None or not np.isfinite(x) else format(x, fmt)
+FORMATS = {"mass": ".3f", "age": ".2f", "teff": ".1f", "logg": ".3f", "m_h": ".3f"}
 
-    fmts = {"mass": ".3f", "age": ".3f", "teff": ".1f", "logg": ".3f", "m_h": ".3f"}
+
+def _f(x, fmt):
+    return "nan" if x is None or not np.isfinite(x) else format(x, fmt)
+
+
+def format_table(metrics: dict) -> str:
+    """A readable text table of the metrics (logged by :func:`evaluate`): the headline
+    (standard) setting in full, then every setting's scatter, z-score spread and sigma ratio."""
     lines = []
     sections = [("vs observed labels", metrics)]
     if "truth" in metrics:
         sections.append(("vs truth", metrics["truth"]))
+    headline = metrics.get("headline_setting", HEADLINE)
     for title, sec in sections:
-        lines.append(f"{title}:")
+        lines.append(f"{title} (setting '{headline}'):")
         lines.append(f"  {'label':<6}{'unit':<6}| {'TF scatter':>11}{'TF bias':>10}{'z std':>7}"
                      f"{'z rstd':>7}{'n':>8} | {'XGB scatter':>12}{'XGB bias':>10}{'n':>8}")
         for label in tokens.TARGETS:
             t, x = sec["transformer"].get(label), sec["xgboost"].get(label)
             if t is None:
                 continue
-            fm = fmts[label]
-            lines.append(f"  {label:<6}{UNITS[label]:<6}| {f(t['scatter'], fm):>11}"
-                         f"{f(t['bias'], fm):>10}{f(t['zscore_std'], '.2f'):>7}"
-                         f"{f(t['zscore_robust_std'], '.2f'):>7}{t['n']:>8} | "
-                         f"{f(x['scatter'], fm):>12}{f(x['bias'], fm):>10}{x['n']:>8}")
+            fm = FORMATS[label]
+            lines.append(f"  {label:<6}{UNITS[label]:<6}| {_f(t['scatter'], fm):>11}"
+                         f"{_f(t['bias'], fm):>10}{_f(t['zscore_std'], '.2f'):>7}"
+                         f"{_f(t['zscore_robust_std'], '.2f'):>7}{t['n']:>8} | "
+                         f"{_f(x['scatter'], fm):>12}{_f(x['bias'], fm):>10}{x['n']:>8}")
+    if "settings" in metrics:
+        lines.append(format_settings_table(metrics["settings"]))
     return "\n".join(lines)
+
+
+def format_settings_table(settings: dict) -> str:
+    """Per setting and label: scatter transformer / XGBoost (same inputs; '-' = no XGBoost),
+    vs the catalogue labels and, where known, vs truth; then z-score std and sigma ratio."""
+    w, c = 40, 21
+    head = "".join(f"{label + ' ' + UNITS[label]:>{c}}" for label in tokens.TARGETS)
+    lines = []
+    blocks = [("scatter vs catalogue labels, transformer / XGBoost on the same inputs", None)]
+    if any("truth" in e for e in settings.values()):
+        blocks.append(("scatter vs truth, transformer / XGBoost", "truth"))
+    for title, key in blocks:
+        lines.append(f"settings: {title}:")
+        lines.append(f"  {'setting (n inputs)':<{w}}{head}")
+        for name, e in settings.items():
+            sec = e.get(key, {}) if key else e
+            if "transformer" not in sec:
+                continue
+            cells = []
+            for label in tokens.TARGETS:
+                t = sec["transformer"].get(label, {}).get("scatter")
+                x = sec.get("xgboost", {}).get(label, {}).get("scatter")
+                xs = _f(x, FORMATS[label]) if "xgboost" in sec else "-"
+                cells.append(f"{_f(t, FORMATS[label]) + ' / ' + xs:>{c}}")
+            size = (f"{e['random_subset']} of {len(e['inputs'])}" if "random_subset" in e
+                    else str(len(e["inputs"])))
+            lines.append(f"  {name + ' (' + size + ')':<{w}}{''.join(cells)}")
+    lines.append("settings: transformer z-score std (robust std), mean sigma / standard's, "
+                 "n stars scored:")
+    lines.append(f"  {'setting':<{w}}{head}")
+    for name, e in settings.items():
+        cells = []
+        for label in tokens.TARGETS:
+            t = e["transformer"][label]
+            ratio = t.get("sigma_ratio_vs_standard")
+            cell = f"{_f(t['zscore_std'], '.2f')}({_f(t['zscore_robust_std'], '.2f')})"
+            cell += f" x{_f(ratio, '.2f')}" if ratio is not None else ""
+            cells.append(f"{cell:>{c}}")
+        n = e["transformer"]["teff"]["n"]
+        lines.append(f"  {name + ' n=' + str(n):<{w}}{''.join(cells)}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """config.yaml ``evaluate:`` (defaults = the schema's)."""
+
+    SECTION = "evaluate"
+    seed: int = 11      # seed of the random64 setting's per-star draws
 
 
 @run_cli
 def cli(argv=None) -> int:
-    parser = stage_parser("evaluate", "Score the transformer (inputs bp0-28, rp0-28, BP-RP, J-H, "
-                          "J-K, pseudo-luminosity, ln E(B-V)) and the XGBoost baseline on the "
-                          "test split of dataset.h5: scatter (1.4826 MAD), bias (median) and "
-                          "z-score spread per label, also against truth where the dataset has it.")
+    parser = stage_parser("evaluate", "Score the transformer and the XGBoost baseline on the "
+                          "test split of dataset.h5 for each input setting of "
+                          "starfm.input_settings (standard = bp0-29, rp0-29, J-H, J-K, BP-RP "
+                          "for both models, the headline; + pseudo-luminosity; + ln E(B-V); and "
+                          "the transformer's robustness settings of Figs. 4-5 c-f): scatter "
+                          "(1.4826 MAD), bias (median) and z-score spread per label, also "
+                          "against truth where the dataset has it.")
     parser.add_argument("--dataset", required=True, help="dataset.h5 from the assemble stage")
     parser.add_argument("--model", required=True, help="model.pt from the train stage")
     parser.add_argument("--baseline", required=True, help="xgboost.json from the baseline stage")
@@ -271,8 +450,10 @@ def cli(argv=None) -> int:
     parser.add_argument("--predictions", required=True,
                         help="HDF5 table of per-star predictions to write (for the figures)")
     parser.add_argument("--batch-size", type=int, default=4096, help="stars per model call")
+    add_settings_argument(parser, EvaluateSettings)
     args = parser.parse_args(argv)
     setup_logging(args.log, args.verbose)
+    s = parse_settings(EvaluateSettings, args.settings)
     evaluate(args.dataset, args.model, args.baseline, args.out, args.predictions,
-             args.batch_size)
+             args.batch_size, s.seed)
     return 0

@@ -227,7 +227,7 @@ def plot_spectra_to_labels(d: dict, path: Path) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(2, 5, figsize=(22, 9), constrained_layout=True)
     titles = {"xgboost": "XGBoost (bp0-29, rp0-29, colours)",
-              "transformer": "transformer (XP, colours, pseudo-L, E(B-V))"}
+              "transformer": "transformer (same inputs: bp0-29, rp0-29, colours)"}
     for row, model in enumerate(("xgboost", "transformer")):
         for col, label in enumerate(PANEL_ORDER):
             ax, e = axes[row, col], d[(model, label)]

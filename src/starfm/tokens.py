@@ -18,8 +18,8 @@ TOKEN_INDEX = {name: i for i, name in enumerate(VOCABULARY)}
 
 # Natural units of the labels that evaluation reports (SPEC §4, issue 4).
 TARGETS = ["mass", "age", "teff", "logg", "m_h"]
-# Baseline inputs (SPEC §4): bp0-29, rp0-29, J-H, J-K, BP-RP.
-BASELINE_INPUTS = XP_BP[:30] + XP_RP[:30] + ["j_h", "j_k", "bp_rp"]
+# The input settings of the comparison (standard = bp0-29, rp0-29, J-H, J-K, BP-RP, ...) are
+# defined in starfm.input_settings.
 
 # XP tokens are coefficients / F_G, F_G in e-/s (the coefficients' unit) from G:
 # 2.5 log10 F_G = 25.6873668671 - G (Gaia DR3 G zero point, Riello+2021; L&B24 eq. 8; SPEC §2)

@@ -1,4 +1,5 @@
-# XGBoost baseline: bp0-29, rp0-29, J-H, J-K, BP-RP -> one regressor per label.
+# XGBoost baseline: one regressor per label for each XGBoost input setting of starfm.input_settings
+# (standard = bp0-29, rp0-29, J-H, J-K, BP-RP; + pseudo-luminosity; + ln E(B-V)), all in one file.
 
 
 rule baseline:

@@ -1,4 +1,5 @@
-# Metrics of both models on the held-out test split (and against truth where known).
+# Metrics of both models on the held-out test split (and against truth where known), per input
+# setting of starfm.input_settings (settings.<name> in metrics.json, settings/<name> in predictions.h5).
 
 
 rule evaluate:
@@ -9,6 +10,8 @@ rule evaluate:
     output:
         metrics=report(R("metrics.json"), category="Evaluation"),
         predictions=R("evaluation/predictions.h5"),
+    params:
+        settings=as_json(config["evaluate"]),
     log:
         R("logs/evaluate.log"),
     benchmark:
@@ -18,4 +21,4 @@ rule evaluate:
     shell:
         "python -m starfm evaluate --dataset {input.dataset} --model {input.model}"
         " --baseline {input.baseline} --out {output.metrics}"
-        " --predictions {output.predictions} --log {log}"
+        " --predictions {output.predictions} --settings {params.settings} --log {log}"
