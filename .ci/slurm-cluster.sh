@@ -9,8 +9,11 @@
 #   .ci/slurm-cluster.sh down     # stops the daemons this script started (by its PID files)
 #
 # Everything (configuration, munge key and socket, state, logs, PID files) lives in one
-# directory the script owns, $STARFM_SLURM_DIR (default /tmp/starfm-slurm): no system
-# configuration is touched, and `down` never stops a daemon it did not start. One node (this
+# directory the script owns, $STARFM_SLURM_DIR (default /tmp/starfm-slurm), and `down` never
+# stops a daemon it did not start. One file outside it: Slurm's default configuration path
+# /etc/slurm/slurm.conf becomes a symlink to ours while the cluster is up (the Snakemake plugin's
+# job step drops SLURM_CONF before calling srun, so jobs only find the default path); an
+# existing slurm.conf that is not our symlink is never replaced (`up` stops instead). One node (this
 # host, 2 CPUs, memory a bit under the real one), select/cons_tres, proctrack/linuxproc,
 # task/none, one `debug` partition, no accounting database: the Snakemake Slurm plugin must
 # then query job states with `squeue` (slurm-status-command: squeue), which MinJobAge keeps
@@ -19,6 +22,7 @@ set -euo pipefail
 
 DIR=${STARFM_SLURM_DIR:-/tmp/starfm-slurm}
 CONF=$DIR/etc/slurm.conf
+SYSTEM_CONF=/etc/slurm/slurm.conf
 RUN=$DIR/run
 NODE=$(hostname -s)
 CPUS=2
@@ -94,6 +98,14 @@ NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
     mv "$CONF.tmp" "$CONF"
+    if [[ -L $SYSTEM_CONF && $(readlink "$SYSTEM_CONF") == "$CONF" ]]; then
+        :
+    elif [[ -e $SYSTEM_CONF || -L $SYSTEM_CONF ]]; then
+        die "$SYSTEM_CONF exists and is not this script's (a real Slurm installation?); not replacing it"
+    else
+        mkdir -p "$(dirname "$SYSTEM_CONF")"
+        ln -s "$CONF" "$SYSTEM_CONF"
+    fi
 }
 
 up() {
@@ -141,6 +153,9 @@ down() {
         fi
         rm -f "$file"
     done
+    if [[ -L $SYSTEM_CONF && $(readlink "$SYSTEM_CONF") == "$CONF" ]]; then
+        rm -f "$SYSTEM_CONF"
+    fi
     echo "slurm-cluster: down ($stopped daemons stopped)"
 }
 
@@ -151,8 +166,8 @@ status() {
         echo "${entry%%:*}: ${pid:-not running}"
         [[ -n $pid ]] || rc=1
     done
-    local state
-    state=$(node_state || true)
+    local state=""
+    [[ $rc == 0 ]] && state=$(node_state || true)
     echo "node $NODE: ${state:-unknown}"
     case $state in idle*|mixed*|allocated*) ;; *) rc=1 ;; esac
     return $rc
