@@ -17,7 +17,8 @@
 # host, 2 CPUs, memory a bit under the real one), select/cons_tres, proctrack/linuxproc,
 # task/none, one `debug` partition, no accounting database: the Snakemake Slurm plugin must
 # then query job states with `squeue` (slurm-status-command: squeue), which MinJobAge keeps
-# reliable (finished jobs stay visible 300 s, >= 3x the plugin's initial status delay).
+# reliable (finished jobs stay visible for an hour: >= 3x the plugin's initial status delay,
+# and long enough for the test to check every job of its run).
 set -euo pipefail
 
 DIR=${STARFM_SLURM_DIR:-/tmp/starfm-slurm}
@@ -26,7 +27,7 @@ SYSTEM_CONF=/etc/slurm/slurm.conf
 RUN=$DIR/run
 NODE=$(hostname -s)
 CPUS=2
-MIN_JOB_AGE=300
+MIN_JOB_AGE=3600
 
 die() { echo "slurm-cluster: $*" >&2; exit 1; }
 

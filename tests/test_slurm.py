@@ -5,7 +5,7 @@ machine (.ci/slurm-cluster.sh), and must give the same metrics.json as a local r
 Local overrides are layered on top of the shipped profile, never written into it: the
 profile is rendered as Snakemake renders it (YTE, with the environment: partition `debug`, no
 GPU for training since this node has none), then squeue status queries (no accounting
-database here), a short first status check, no account, Slurm logs kept, and memory/CPU
+database here), a short first status check, Slurm logs kept, and memory/CPU
 requests capped at what the one node has. Needs root and Debian's slurm-wlm + munge; skips
 with the reason otherwise (STARFM_REQUIRE_SLURM=1, set by .ci/run once it started the
 cluster, turns a skip into a failure)."""
@@ -106,8 +106,7 @@ def _layered_profile(env, profile_dir: Path) -> dict:
         profile["set-threads"] = {r: min(int(t), cpus) for r, t in profile["set-threads"].items()}
     profile.update({
         "slurm-status-command": "squeue",            # no accounting database: sacct knows nothing
-        "slurm-init-seconds-before-status-checks": 2,  # MinJobAge (300 s) >= 3x this
-        "slurm-no-account": True,
+        "slurm-init-seconds-before-status-checks": 2,  # MinJobAge (3600 s) >= 3x this
         "slurm-keep-successful-logs": True,
         "latency-wait": 5,
     })
@@ -189,7 +188,7 @@ def test_workflow_runs_through_slurm_like_locally(slurm_env, tmp_path):
     assert {rule for rule, _ in submitted.values()} == expected, submitted
     ran_locally = set(re.findall(r"^localrule (\w+):", slurm_log, flags=re.M)) - {"all"}
     assert not ran_locally, f"rules run outside Slurm: {ran_locally}"
-    # ... that Slurm itself ran to completion (squeue keeps finished jobs for MinJobAge) ...
+    # ... that Slurm itself ran to completion (squeue keeps finished jobs for MinJobAge, an hour) ...
     queue = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%T|%k"],
                            capture_output=True, text=True, env=slurm_env, check=True).stdout
     states = {line.split("|")[0]: line.split("|", 2)[1:] for line in queue.splitlines() if line}
