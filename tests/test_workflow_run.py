@@ -134,10 +134,14 @@ def test_real_mode_with_local_catalogues_downloads_nothing(tmp_path):
     assert "download_apogee" not in scheduled_jobs(out.stdout)
 
 
-def test_slurm_profile_dry_run(tmp_path, repo_root):
+def test_slurm_profile_dry_run(tmp_path, repo_root, monkeypatch):
+    monkeypatch.setenv("STARFM_SLURM_PARTITION", "cpu")
+    monkeypatch.setenv("STARFM_SLURM_GPU_PARTITION", "gpu")
     out = run_snakemake(tmp_path, default_config(), "-n", "--workflow-profile",
                         str(repo_root / "workflow" / "profiles" / "slurm"))
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout + out.stderr
     train = text.split("rule train:")[1].split("rule ")[0]
     assert "slurm_partition=gpu" in train and "gpu=1" in train
+    dust = text.split("rule dust:")[1].split("rule ")[0]
+    assert "slurm_partition=cpu" in dust and "gpu=" not in dust

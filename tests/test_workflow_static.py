@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -229,3 +230,29 @@ def test_xp_formats_defined_once():
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert tuple(schema["properties"]["mock"]["properties"]["xp_format"]["enum"]) == XP_FORMATS
     assert set(REAL_XP_FORMATS) < set(XP_FORMATS)
+
+
+def test_each_env_lists_only_what_its_rules_import():
+    """An env holds the union of its rules' stage imports and nothing else (python, pip aside)."""
+    used: dict[Path, set[str]] = {}
+    for name, body, path in _rules():
+        env_file = (path.parent / re.search(r"conda:\s*\n\s*\"(.+?)\"", body).group(1)).resolve()
+        stage = re.search(r"python -m starfm ([\w-]+)", body).group(1)
+        module = STAGES[stage][0].split(":")[0]
+        used.setdefault(env_file, set()).update(
+            DIST_NAME.get(n, n).lower() for n in _third_party_imports(_stage_modules(module)))
+    assert {p.name for p in used} == {p.name for p in (ROOT / "workflow" / "envs").glob("*.yaml")}
+    for env_file, needed in used.items():
+        unused = sorted(set(_env_packages(env_file)) - needed - {"python", "pip"})
+        assert not unused, f"{env_file.name} pins {unused}, which none of its rules import"
+
+
+@pytest.mark.skipif(shutil.which("conda") is not None, reason="conda is installed here")
+def test_use_conda_without_conda_stops_at_once_with_snakemakes_message(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                          "-d", str(tmp_path), "--configfile", str(ROOT / ".test" / "config.yaml"),
+                          "--cores", "1", "--use-conda"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "Is conda installed" in out.stdout + out.stderr, (out.stdout + out.stderr)[-2000:]
+    assert not (tmp_path / "results").exists(), "a job ran before Snakemake gave up on conda"
