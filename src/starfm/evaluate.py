@@ -41,8 +41,7 @@ from starfm.io import StarfmInputError, atomic_path, read_table, write_table
 
 log = logging.getLogger("starfm.evaluate")
 
-TRANSFORMER_INPUTS = (tokens.XP_BP[:29] + tokens.XP_RP[:29]
-                      + ["bp_rp", "j_h", "j_k", "pseudo_luminosity", "ln_ebv"])
+TRANSFORMER_INPUTS = list(tokens.EVALUATION_INPUTS)
 assert len(TRANSFORMER_INPUTS) == 63
 UNITS = {"mass": "Msun", "age": "Gyr", "teff": "K", "logg": "dex", "m_h": "dex"}
 # label -> column of the dataset's truth group (docs/data_products.md, mock/truth.h5)

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from starfm import tokens
-from starfm.catalogue_io import CatalogueWriter, iter_xp_chunks, read_table_any
+from starfm.catalogue_io import CatalogueWriter, iter_xp_chunks, read_columns, read_table_any
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError
 from starfm.tokenise import G_ZERO_POINT_VEGA, ValidityCuts, g_flux, tokenise
@@ -160,7 +160,7 @@ def merge(parts, out) -> int:
     with CatalogueWriter(out, meta={"parts": [str(p) for p in parts]}) as writer:
         names = None
         for p in parts:
-            cols = read_table_any(p, "prediction")
+            cols = read_columns(p)
             if names is None:
                 names = list(cols)
             elif list(cols) != names:

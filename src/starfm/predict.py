@@ -72,10 +72,9 @@ PHOTOMETRY_ALIASES = {"j": ("j", "j_m", "jmag"), "j_err": ("j_err", "j_msigcom",
 
 
 def default_inputs() -> list[str]:
-    """The evaluation's inputs (``starfm.evaluate.TRANSFORMER_INPUTS``): bp0-28, rp0-28, BP-RP,
+    """The evaluation's inputs (``starfm.tokens.EVALUATION_INPUTS``): bp0-28, rp0-28, BP-RP,
     J-H, J-K, pseudo-luminosity, ln E(B-V) - 63 tokens, within the 64-token context."""
-    from starfm.evaluate import TRANSFORMER_INPUTS
-    return list(TRANSFORMER_INPUTS)
+    return list(tokens.EVALUATION_INPUTS)
 
 
 @dataclass(frozen=True)

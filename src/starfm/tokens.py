@@ -16,6 +16,9 @@ TOKEN_INDEX = {name: i for i, name in enumerate(VOCABULARY)}
 
 # Natural units of the labels that evaluation reports (SPEC §4, issue 4).
 TARGETS = ["mass", "age", "teff", "logg", "m_h"]
+# The transformer's inputs in evaluation and prediction (Zhang et al. 2026 Figs. 4-5): bp0-28,
+# rp0-28, BP-RP, J-H, J-K, pseudo-luminosity, ln E(B-V) = 63 tokens, within the 64-token context.
+EVALUATION_INPUTS = XP_BP[:29] + XP_RP[:29] + ["bp_rp", "j_h", "j_k", "pseudo_luminosity", "ln_ebv"]
 # Baseline inputs (SPEC §4): bp0-29, rp0-29, J-H, J-K, BP-RP.
 BASELINE_INPUTS = XP_BP[:30] + XP_RP[:30] + ["j_h", "j_k", "bp_rp"]
 
