@@ -412,7 +412,7 @@ class CatalogueWriter:
         empty = Table({k: np.zeros(0, self._dtypes[k]) for k in self._names})
         empty.meta.update({k: v for k, v in self.meta.items()})
         buf = io.StringIO()
-        empty.write(buf, format="ascii.ecsv")
+        empty.write(buf, format="ascii.ecsv", delimiter=",")
         return "".join(line + "\n" for line in buf.getvalue().splitlines() if line.startswith("#"))
 
 
