@@ -6,6 +6,7 @@ small model trained on the synthetic survey (``tests/synthetic_dataset.py``).
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import warnings
@@ -26,6 +27,7 @@ from starfm.model import ModelConfig
 from starfm.predict import FLAGS, PredictSettings, SideTable, synthetic_photometry, token_columns
 from starfm.tokenise import ValidityCuts, g_flux, tokenise
 from starfm.train import TrainConfig, train
+from conftest import default_config, run_snakemake
 from synthetic_dataset import trained_synthetic_model, write_synthetic_dataset
 from synthetic_inputs import DEFAULT_CUTS, synthetic_tables, write_inputs
 
@@ -333,6 +335,7 @@ def trained():
     return starfm.load(t["model"]), table["values"][test], {k: v[test] for k, v in truth.items()}
 
 
+@pytest.mark.slow  # trains the small synthetic model (~1-2 min on 2 cores; shared with test_inference)
 def test_generate_then_predict_gives_the_parameters_back(trained, tmp_path):
     """Spectra generated for given (Teff, logg, [M/H], mass, age, E(B-V)) predict them back.
 
@@ -373,6 +376,7 @@ def test_generate_then_predict_gives_the_parameters_back(trained, tmp_path):
         assert np.median(z_wrong) > 1.5 * np.median(z), (name, np.median(z_wrong), np.median(z))
 
 
+@pytest.mark.slow  # trains the small synthetic model (~1-2 min on 2 cores; shared with test_inference)
 def test_inpainting_rp_from_bp_and_bp_from_rp(trained, tmp_path):
     """Inpainted coefficients beat the train median by far (and the API equals the CLI)."""
     model, values, _ = trained
@@ -402,6 +406,7 @@ def test_inpainting_rp_from_bp_and_bp_from_rp(trained, tmp_path):
         np.testing.assert_allclose(api[f"{target}_coefficients"], got[f"{target}_coefficients"])
 
 
+@pytest.mark.slow  # trains the small synthetic model (~1-2 min on 2 cores; shared with test_inference)
 def test_api_predict_matches_cli(trained, realdata_dir, tmp_path):
     model, _, _ = trained
     path = realdata_dir / "xp" / "gaiaxpcorrection" / "example_file_coeff.csv"
@@ -414,3 +419,48 @@ def test_api_predict_matches_cli(trained, realdata_dir, tmp_path):
     with pytest.raises(StarfmInputError, match="bp99"):
         model.predict(str(path), inputs=["bp99"])
     assert set(FLAGS) == {1, 2, 4, 8, 16, 32, 64, 128}
+
+
+# ---------------------------------------------------------------------------- the workflow target
+CATALOGUE_FILES = ["gaiaxpcorrection/example_file_coeff.csv",
+                   "gaiaxpy/xp_continuous/XP_CONTINUOUS_RAW_with_missing_BP.fits",
+                   "xp_spectral_lines/*.vot"]
+
+
+def _predict_config(realdata_dir, model, catalogue="predict/catalogue.fits"):
+    config = default_config()
+    config["predict"] = {"xp_files": [str(realdata_dir / "xp" / f) for f in CATALOGUE_FILES],
+                         "model": str(model), "catalogue": catalogue, "chunk_rows": 4}
+    return config
+
+
+def test_predict_is_not_in_the_default_target(realdata_dir, tiny_model, tmp_path):
+    out = run_snakemake(tmp_path, _predict_config(realdata_dir, tiny_model), "-n")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "predict_file" not in out.stdout and "predict_catalogue" not in out.stdout
+    dry = run_snakemake(tmp_path, _predict_config(realdata_dir, tiny_model), "-n", "predict_catalogue")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = dict(re.findall(r"^(predict_\w+)\s+(\d+)$", dry.stdout, flags=re.M))
+    assert jobs == {"predict_file": "3", "predict_catalogue": "1"}, dry.stdout[-2000:]
+
+
+@pytest.mark.slow  # three predict jobs and a merge through Snakemake (~30 s on 2 cores)
+def test_catalogue_target_one_job_per_file_then_merged(realdata_dir, tiny_model, tmp_path):
+    out = run_snakemake(tmp_path, _predict_config(realdata_dir, tiny_model), "predict_catalogue")
+    assert out.returncode == 0, out.stderr[-4000:]
+    results = tmp_path / "results"
+    parts = sorted((results / "predict" / "parts").glob("*.h5"))
+    assert [p.stem for p in parts] == ["XP_CONTINUOUS_RAW_with_missing_BP", "example_file_coeff",
+                                       "xp_continuous_combined_weiler2023_examples"]
+    assert len(list((results / "benchmarks" / "predict").glob("*.tsv"))) == 3   # one job each
+    catalogue = Table.read(results / "predict" / "catalogue.fits")
+    sizes = [len(read_columns(p)["source_id"]) for p in parts]
+    assert sizes == [3, 10, 4] and len(catalogue) == sum(sizes)
+    assert not (results / "model").exists() and not (results / "mock").exists()  # no default run
+    # chunk_rows 4 < 10 rows: the streamed file equals the whole one predicted at once
+    whole = tmp_path / "whole.h5"
+    assert _cli("predict", "--model", tiny_model, "--xp",
+                realdata_dir / "xp" / CATALOGUE_FILES[0], "--out", whole) == 0
+    a, b = read_columns(whole), read_columns(parts[1])
+    order = np.argsort(b["source_id"])
+    np.testing.assert_allclose(b["mass"][order], a["mass"], rtol=1e-6)
