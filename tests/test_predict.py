@@ -464,3 +464,15 @@ def test_catalogue_target_one_job_per_file_then_merged(realdata_dir, tiny_model,
     a, b = read_columns(whole), read_columns(parts[1])
     order = np.argsort(b["source_id"])
     np.testing.assert_allclose(b["mass"][order], a["mass"], rtol=1e-6)
+
+
+def test_settings_defaults_equal_the_schema():
+    import yaml
+    from conftest import REPO_ROOT
+    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    section = schema["properties"]["predict"]["properties"]
+    d = PredictSettings()
+    for key in ("chunk_rows", "batch_size", "device"):
+        assert section[key]["default"] == getattr(d, key), key
+    assert section["inputs"]["default"] == [] and d.inputs is None   # [] = the default inputs
+    assert default_config()["predict"]["chunk_rows"] == d.chunk_rows

@@ -81,7 +81,7 @@ def default_inputs() -> list[str]:
 class PredictSettings:
     """Settings of ``predict`` (config.yaml ``predict:`` where the workflow runs it)."""
 
-    chunk_rows: int = 20_000          # XP rows read, tokenised and predicted at a time (memory)
+    chunk_rows: int = 10_000          # XP rows read, tokenised and predicted at a time (memory)
     batch_size: int = 4096            # stars per model forward pass
     inputs: tuple[str, ...] | None = None   # token names offered as context (None: default_inputs())
     cuts: dict = field(default_factory=dict)  # validity cuts (config 'cuts:' keys; {} = defaults)
@@ -331,7 +331,7 @@ def cli(argv=None) -> int:
     parser.add_argument("--photometry", default=None, help="optional 2MASS table (source_id, j, h, k + errors)")
     parser.add_argument("--out", required=True, help="output catalogue")
     parser.add_argument("--settings", default=None,
-                        help='JSON of PredictSettings, e.g. \'{"chunk_rows": 20000, "batch_size": 4096}\'')
+                        help='JSON of PredictSettings, e.g. \'{"chunk_rows": 10000, "batch_size": 4096}\'')
     args = parser.parse_args(argv)
     setup_logging(args.log, args.verbose)
     predict(args.model, args.xp, args.out, args.gaia_source, args.photometry,
