@@ -476,3 +476,19 @@ def test_settings_defaults_equal_the_schema():
         assert section[key]["default"] == getattr(d, key), key
     assert section["inputs"]["default"] == [] and d.inputs is None   # [] = the default inputs
     assert default_config()["predict"]["chunk_rows"] == d.chunk_rows
+
+
+@pytest.mark.parametrize("rel", ["gaiaxpy/xp_continuous/XP_CONTINUOUS_RAW_with_missing_BP.ecsv",
+                                 "gaiaxpcorrection/example_file_coeff.csv"])
+def test_gzipped_bulk_style_files(realdata_dir, tiny_model, tmp_path, rel):
+    """Gaia DR3's bulk XpContinuousMeanSpectrum_*.csv.gz are ECSV inside a .csv.gz."""
+    import gzip
+    src = realdata_dir / "xp" / rel
+    gz = tmp_path / "XpContinuousMeanSpectrum_000000-003111.csv.gz"
+    gz.write_bytes(gzip.compress(src.read_bytes()))
+    assert _cli("predict", "--model", tiny_model, "--xp", gz, "--out", tmp_path / "gz.h5") == 0
+    assert _cli("predict", "--model", tiny_model, "--xp", src, "--out", tmp_path / "plain.h5") == 0
+    a, b = read_columns(tmp_path / "gz.h5"), read_columns(tmp_path / "plain.h5")
+    assert len(a["source_id"]) == REAL_XP[rel]
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
