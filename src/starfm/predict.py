@@ -11,7 +11,9 @@ zero point needs: ``nu_eff_used_in_astrometry``, ``pseudocolour``, ``ecl_lat``,
 ``j_err``/``j_msigcom``, ... ``ks_m``), builds the tokens with :func:`starfm.tokenise.tokenise` -
 the very function assembly trains on - and asks the model (:class:`starfm.inference.StarFM`).
 
-One output row per input source (per distinct ``source_id`` of each chunk): ``mass`` [Msun],
+One output row per input source (a source split over two rows of a chunk, BP in one and RP in
+the other, becomes one row; repeats further apart than ``chunk_rows`` are not merged - archive
+files hold each source once): ``mass`` [Msun],
 ``age`` [Gyr], ``teff`` [K], ``logg``, ``m_h`` [dex], ``ebv`` [mag, the Combined19/SFD scale of
 training], ``distance`` [kpc], each with ``<name>_err`` (the model's sigma; age, ebv and
 distance by the delta method from ln age, ln E(B-V) and the pseudo-luminosity); the inputs used
@@ -82,7 +84,7 @@ class PredictSettings:
     """Settings of ``predict`` (config.yaml ``predict:`` where the workflow runs it)."""
 
     chunk_rows: int = 10_000          # XP rows read, tokenised and predicted at a time (memory)
-    batch_size: int = 4096            # stars per model forward pass
+    batch_size: int = 1024            # stars per model forward pass (attention memory: ~0.3 GB)
     inputs: tuple[str, ...] | None = None   # token names offered as context (None: default_inputs())
     cuts: dict = field(default_factory=dict)  # validity cuts (config 'cuts:' keys; {} = defaults)
     zero_point_extra_mas: float = 0.005     # the paper's extra zero-point term (config zero_point:)
@@ -331,7 +333,7 @@ def cli(argv=None) -> int:
     parser.add_argument("--photometry", default=None, help="optional 2MASS table (source_id, j, h, k + errors)")
     parser.add_argument("--out", required=True, help="output catalogue")
     parser.add_argument("--settings", default=None,
-                        help='JSON of PredictSettings, e.g. \'{"chunk_rows": 10000, "batch_size": 4096}\'')
+                        help='JSON of PredictSettings, e.g. \'{"chunk_rows": 10000, "batch_size": 1024}\'')
     args = parser.parse_args(argv)
     setup_logging(args.log, args.verbose)
     predict(args.model, args.xp, args.out, args.gaia_source, args.photometry,
