@@ -12,8 +12,9 @@ sample is defined by valid mass and age (Zhang+2026 §2.1, "treating flagged par
 data (NaN) rather than discarding the stars entirely"; 26 % of its training stars lack APOGEE
 parameters), so the [M/H] cut only removes stars whose measured [M/H] lies outside the range.
 
-Tokens (order ``starfm.tokens.VOCABULARY``; values and errors float32, physical units; an absent
-value is NaN and its error 0; a missing error of a present value is 0):
+Tokens are built by the public tokeniser :func:`starfm.tokenise.tokenise` (which ``starfm predict``
+calls too), summarised here (order ``starfm.tokens.VOCABULARY``; values and errors float32,
+physical units; an absent value is NaN and its error 0; a missing error of a present value is 0):
 
 * ``bp0..54``, ``rp0..54``: XP coefficients / F_G with 2.5 log10 F_G = 25.6873668671 - G
   (Leung & Bovy 2024 eq. 8), errors likewise. Coefficient ``i`` is relevant iff
