@@ -37,6 +37,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:

@@ -16,8 +16,10 @@ from starfm.__main__ import STAGES
 from starfm.io import StarfmInputError
 from starfm.settings import config_schema, parse_settings
 
-# sections that are not one stage's settings: the run mode and the output directory
-NOT_STAGE_SETTINGS = {"mode", "results"}
+# sections that are not one stage's settings: the run mode, the output directory, and the
+# catalogue target's section (its files; the predict stage's PredictSettings take its
+# chunk_rows/batch_size/inputs/device with the cuts and zero point, tests/test_predict.py)
+NOT_STAGE_SETTINGS = {"mode", "results", "predict"}
 JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean"}
 
 

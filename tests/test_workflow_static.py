@@ -75,6 +75,9 @@ def _third_party_imports(modules: set[str]) -> set[str]:
                 found |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 found.add(node.module.split(".")[0])
+            elif (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module"
+                  and node.args and isinstance(node.args[0], ast.Constant)):
+                found.add(str(node.args[0].value).split(".")[0])     # importlib.import_module("x.y")
     return {n for n in found if n not in STDLIB and n not in ("starfm", "__future__")}
 
 

@@ -22,6 +22,10 @@ STAGES: dict[str, tuple[str, str]] = {
     "baseline": ("starfm.baseline:cli", "train the XGBoost baseline"),
     "evaluate": ("starfm.evaluate:cli", "metrics of the model and the baseline on the test split"),
     "figures": ("starfm.figures:cli", "the paper's figures"),
+    "predict": ("starfm.predict:cli", "predict stellar parameters for any XP file (streamed; output by extension)"),
+    "generate": ("starfm.generate:cli_generate", "parameters -> XP coefficients and sampled spectrum (GaiaXPy)"),
+    "inpaint": ("starfm.generate:cli_inpaint", "BP coefficients from RP, or RP from BP, for an XP file"),
+    "predict-merge": ("starfm.generate:cli_merge", "merge per-file predictions into one catalogue"),
 }
 
 

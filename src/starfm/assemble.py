@@ -12,8 +12,9 @@ sample is defined by valid mass and age (Zhang+2026 §2.1, "treating flagged par
 data (NaN) rather than discarding the stars entirely"; 26 % of its training stars lack APOGEE
 parameters), so the [M/H] cut only removes stars whose measured [M/H] lies outside the range.
 
-Tokens (order ``starfm.tokens.VOCABULARY``; values and errors float32, physical units; an absent
-value is NaN and its error 0; a missing error of a present value is 0):
+Tokens are built by the public tokeniser :func:`starfm.tokenise.tokenise` (which ``starfm predict``
+calls too), summarised here (order ``starfm.tokens.VOCABULARY``; values and errors float32,
+physical units; an absent value is NaN and its error 0; a missing error of a present value is 0):
 
 * ``bp0..54``, ``rp0..54``: XP coefficients / F_G with 2.5 log10 F_G = 25.6873668671 - G
   (Leung & Bovy 2024 eq. 8), errors likewise. Coefficient ``i`` is relevant iff
@@ -54,12 +55,12 @@ from tqdm import tqdm
 from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError, read_attrs, read_table, require_rows, write_table
 from starfm.settings import add_settings_argument, parse_settings
-from starfm.tokens import N_XP, TOKEN_INDEX, VOCABULARY, g_flux
+from starfm.tokenise import (ValidityCuts, astrometric_checks, photometric_checks, tokenise)
+from starfm.tokenise import has_xp as has_xp_band
+from starfm.tokens import N_XP, TOKEN_INDEX, VOCABULARY
 
 log = logging.getLogger("starfm.assemble")
 
-# coefficient indices 52-54 copy the relevancy of 51 in each band (L&B24 §4.2; Zhang+26 §2.3)
-LAST_FLAGGED_INDEX = 51
 
 RANGE_CUTS = ("mass", "age_gyr", "m_h", "g_mag", "bp_rp")
 MAX_CUTS = ("excess_factor_max", "ruwe_max", "parallax_error_max")
@@ -208,24 +209,17 @@ def _split_uniform(source_id: np.ndarray, seed: int) -> np.ndarray:
     return (h >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
 
-# ---- tokens --------------------------------------------------------------------------------
-def _relevant(n_relevant_bases: np.ndarray) -> np.ndarray:
-    """(n, 55) bool: coefficient i relevant iff i < n_relevant_bases; 52-54 copy 51's flag."""
-    n_rel = np.asarray(n_relevant_bases, dtype=np.int64)
-    n_eff = np.where(n_rel > LAST_FLAGGED_INDEX, N_XP, n_rel)
-    return np.arange(N_XP)[None, :] < n_eff[:, None]
+# ---- tokens (the definitions live in starfm.tokenise) --------------------------------------
+def _fill_xp(values, errors, xp_path, columns, xp_rows, stars, cuts):
+    """Overwrite the tokens of ``stars`` (XP rows ``xp_rows``) with their tokens including XP.
 
-
-def _fill_xp(values, errors, xp_path, n_rel, xp_rows, stars, g_flux):
-    """Write the 110 XP tokens of ``stars`` (XP rows ``xp_rows``) into values/errors.
-
-    ``n_rel``: band -> n_relevant_bases of every XP row. Reads the 2-D coefficient columns in
-    contiguous row slices (bounded memory at 650k stars).
+    ``columns``: the tokeniser's per-star columns (all stars). Reads the 2-D coefficient columns
+    in contiguous row slices (bounded memory at 650k stars) and tokenises each slice's stars.
     """
     order = np.argsort(xp_rows, kind="stable")
-    xp_rows, stars, g_flux = xp_rows[order], stars[order], g_flux[order]
-    n_xp = len(n_rel["bp"])
+    xp_rows, stars = xp_rows[order], stars[order]
     with h5py.File(xp_path, "r") as f:
+        n_xp = len(f["bp_coefficients"])
         starts = range(0, n_xp, XP_CHUNK_ROWS)
         for start in tqdm(starts, desc="XP tokens", unit="chunk", file=sys.stderr,
                           disable=len(starts) < 4):
@@ -233,13 +227,11 @@ def _fill_xp(values, errors, xp_path, n_rel, xp_rows, stars, g_flux):
             lo, hi = np.searchsorted(xp_rows, [start, stop], side="left")
             if lo == hi:
                 continue
-            rows, who, flux = xp_rows[lo:hi], stars[lo:hi], g_flux[lo:hi, None]
-            for offset, band in ((0, "bp"), (N_XP, "rp")):
-                coeff = f[f"{band}_coefficients"][start:stop][rows - start].astype(np.float64)
-                err = f[f"{band}_coefficient_errors"][start:stop][rows - start].astype(np.float64)
-                relevant = _relevant(n_rel[band][rows])
-                values[who, offset:offset + N_XP] = np.where(relevant, coeff / flux, np.nan)
-                errors[who, offset:offset + N_XP] = np.where(relevant, np.abs(err) / flux, np.nan)
+            rows, who = xp_rows[lo:hi], stars[lo:hi]
+            chunk = {k: v[who] for k, v in columns.items()}
+            for c in XP_ARRAY_COLUMNS:
+                chunk[c] = f[c][start:stop][rows - start]
+            values[who], errors[who] = tokenise(chunk, cuts)
 
 
 def _check_xp_file(path, n_rows):
@@ -344,23 +336,30 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
              for b in ("bp", "rp")}
     G = g["phot_g_mean_mag"]
 
+    # -- the tokeniser's columns (starfm.tokenise), one row per sample star --
+    f = {c: np.asarray(lab[c], dtype=np.float64) for c in LABEL_COLUMNS[2:]}
+    columns = {"phot_g_mean_mag": G, "bp_rp": g["bp_rp"],
+               "phot_bp_rp_excess_factor": g["phot_bp_rp_excess_factor"],
+               "parallax_corrected": p["parallax_corrected"],
+               "parallax_error": g["parallax_error"], "ruwe": g["ruwe"],
+               "bp_n_relevant_bases": n_rel["bp"], "rp_n_relevant_bases": n_rel["rp"],
+               **{c: f[c] for c in LABEL_COLUMNS[4:]},
+               "ln_ebv": e["ln_ebv_median"], "ln_ebv_err": e["ln_ebv_mad_std"]}
+    token_cuts = ValidityCuts.from_dict(cuts)
+
     # -- validity masks, counted step by step (first failing reason) --
-    has_xp = (x_rows >= 0) & ((n_rel["bp"] > 0) | (n_rel["rp"] > 0))  # a row with a band
-    xp_checks = [("G", _inside(G, cuts["g_mag"])), ("BP-RP", _inside(g["bp_rp"], cuts["bp_rp"])),
-                 ("excess factor", g["phot_bp_rp_excess_factor"] < cuts["excess_factor_max"])]
+    has_xp = (x_rows >= 0) & has_xp_band(columns)  # a row with a band
     phot_ok = np.ones(n, dtype=bool)
     xp_counts = {"no XP spectrum": int((~has_xp).sum())}
-    for name, ok in xp_checks:
+    for name, ok in photometric_checks(columns, token_cuts):
         xp_counts[f"{name} (XP + BP-RP blanked)"] = int((phot_ok & ~ok).sum())
         xp_counts[f"{name} (spectra blanked)"] = int((phot_ok & has_xp & ~ok).sum())
         phot_ok &= ok
     xp_ok = phot_ok & has_xp
     xp_counts["valid XP spectrum"] = int(xp_ok.sum())
-    plx_checks = [("ruwe", g["ruwe"] < cuts["ruwe_max"]),
-                  ("parallax_error", g["parallax_error"] < cuts["parallax_error_max"])]
     plx_ok = np.ones(n, dtype=bool)
     plx_counts = {}
-    for name, ok in plx_checks:
+    for name, ok in astrometric_checks(columns, token_cuts):
         plx_counts[name] = int((plx_ok & ~ok).sum())
         plx_ok &= ok
     plx_counts["no corrected parallax or G"] = int((plx_ok & ~(np.isfinite(p["parallax_corrected"])
@@ -369,34 +368,10 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
                         **{f"parallax cut: {k}": v for k, v in plx_counts.items()}}.items():
         log.info("%-45s %9d stars", name, count)
 
-    # -- the token table --
-    values = np.full((n, len(VOCABULARY)), np.nan, dtype=np.float32)
-    errors = np.full((n, len(VOCABULARY)), np.nan, dtype=np.float32)
+    # -- the token table: every star, then the stars with a valid spectrum again with their XP --
+    values, errors = tokenise(columns, token_cuts)
     stars = np.flatnonzero(xp_ok)
-    _fill_xp(values, errors, xp, {b: xpt[f"{b}_n_relevant_bases"] for b in ("bp", "rp")},
-             x_rows[stars], stars, g_flux(G[stars]))
-
-    def put(name, value, error):
-        k = TOKEN_INDEX[name]
-        values[:, k] = value
-        errors[:, k] = error
-
-    f = {c: np.asarray(lab[c], dtype=np.float64) for c in LABEL_COLUMNS[2:]}
-    put("bp_rp", np.where(phot_ok, g["bp_rp"], np.nan), 0.0)
-    put("j_h", f["j"] - f["h"], np.sqrt(np.nansum([f["j_err"] ** 2, f["h_err"] ** 2], axis=0)))
-    put("j_k", f["j"] - f["k"], np.sqrt(np.nansum([f["j_err"] ** 2, f["k_err"] ** 2], axis=0)))
-    for name in ("teff", "logg", "m_h", "mass"):
-        put(name, f[name], f[f"{name}_err"])
-    with np.errstate(invalid="ignore", divide="ignore"):  # only if a cut admits age <= 0
-        put("ln_age", np.log(f["age_gyr"]), f["age_gyr_err"] / f["age_gyr"])
-    put("ln_ebv", e["ln_ebv_median"], e["ln_ebv_mad_std"])
-    g_scale = 10.0 ** (G / 5.0)
-    put("pseudo_luminosity", np.where(plx_ok, p["parallax_corrected"] * g_scale, np.nan),
-        np.abs(g["parallax_error"]) * g_scale)
-    # missing value -> NaN (absent) with error 0; missing error of a present value -> 0
-    errors[~(np.isfinite(values) & np.isfinite(errors))] = 0.0
-    values[~np.isfinite(values)] = np.nan
-    errors = np.abs(errors)
+    _fill_xp(values, errors, xp, columns, x_rows[stars], stars, token_cuts)
 
     # -- split and standardisation --
     is_test = _split_uniform(sid, split_seed) < test_fraction

@@ -48,9 +48,9 @@ def run_cli(func):
         try:
             return func(argv)
         except StarfmError as exc:
-            _report(f"starfm: error: {exc}")
+            _report(f"error: {exc}")
         except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into one line
-            _report(f"starfm: error: unexpected {type(exc).__name__}: {exc} "
+            _report(f"error: unexpected {type(exc).__name__}: {exc} "
                     f"(rerun with --verbose --log FILE for the traceback)")
             _log.debug("traceback", exc_info=True)
         return 1
@@ -58,11 +58,13 @@ def run_cli(func):
 
 
 def _report(line: str) -> None:
+    """One line: through the log ("... ERROR starfm: error: ...") or, before logging is set up,
+    as ``starfm: error: ...`` on stderr."""
     line = " ".join(line.split("\n"))
     if _logging_ready:
         _log.error("%s", line)
     else:
-        print(line, file=sys.stderr)
+        print(f"starfm: {line}", file=sys.stderr)
 
 
 def json_object(value, option: str) -> dict:

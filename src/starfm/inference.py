@@ -26,6 +26,26 @@ from starfm.model import ModelConfig, StarModel
 MODEL_FORMAT = "starfm-model-1"
 
 
+def _read_model_file(path: Path, device):
+    """``torch.load`` of a model file; any failure is one line naming the file (never torch's
+    multi-line advice about ``weights_only``)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise StarfmInputError(f"{path}: not a model file (the file is empty)")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":   # torch.save writes a zip archive
+        raise StarfmInputError(f"{path}: not a model file (not a PyTorch archive: another kind "
+                               f"of file, {size} bytes)")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:   # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        text = str(exc).lower()
+        reason = ("holds objects other than tensors and plain values" if "weights only" in text
+                  else "corrupt or truncated PyTorch archive")
+        raise StarfmInputError(f"{path}: not a readable model file ({reason})") from None
+
+
 class StarFM:
     """A trained foundation model with its vocabulary and standardisation."""
 
@@ -47,15 +67,16 @@ class StarFM:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if not path.exists():
             raise StarfmInputError(f"{path}: model file not found")
-        try:
-            state = torch.load(path, map_location=device, weights_only=True)
-        except Exception as exc:
-            raise StarfmInputError(f"{path}: not a readable model file ({exc})") from exc
+        state = _read_model_file(path, device)
         if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
             raise StarfmInputError(f"{path}: not a starfm model (expected format {MODEL_FORMAT}; "
                                    "a training checkpoint is not a model)")
-        model = StarModel(ModelConfig.from_dict(state["model_config"]))
-        model.load_state_dict(state["state_dict"])
+        try:
+            model = StarModel(ModelConfig.from_dict(state["model_config"]))
+            model.load_state_dict(state["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise StarfmInputError(f"{path}: a starfm model file with broken contents ({first})") from None
         info = {k: state[k] for k in ("size", "train_config", "history") if k in state}
         return cls(model.to(device), state["vocabulary"], state["token_median"].cpu().numpy(),
                    state["token_mad_std"].cpu().numpy(), info)

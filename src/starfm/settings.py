@@ -74,6 +74,19 @@ def section_schema(section: str | tuple[str, ...]) -> dict | None:
 def _coerce(value: Any, kind: Any, key: str, option: str):
     """``value`` as the field type ``kind`` (JSON gives lists for tuples, ints for floats)."""
     origin = typing.get_origin(kind)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option_kind in (k for k in options if k is not type(None)):
+            try:
+                return _coerce(value, option_kind, key, option)
+            except StarfmInputError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if kind is dict and isinstance(value, dict):
+        return value
     if dataclasses.is_dataclass(kind):
         return parse_settings(kind, value, f"{option}.{key}")
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):

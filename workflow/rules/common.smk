@@ -73,3 +73,56 @@ def truth_arg(wildcards, input):
 def cache_dir(name):
     """A Gaia stage's batch cache, beside its output (a rerun resumes from it)."""
     return lambda wildcards, output: os.path.join(os.path.dirname(output[0]), "cache", name)
+
+
+# ---- catalogue predictions (workflow/rules/predict.smk; not part of `all`) -----------
+def predict_xp_files():
+    """Part name -> XP file, from predict.xp_files (paths or globs, in the order given)."""
+    import glob
+    import re
+
+    patterns = config["predict"]["xp_files"]
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files = []
+    for pattern in patterns:
+        matched = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matched:
+            raise ValueError(f"config predict.xp_files: '{pattern}' matches no file")
+        files += [f for f in matched if f not in files]
+    if not files:
+        raise ValueError("config predict.xp_files is empty: give XP files or globs, e.g. "
+                         "--config predict='{xp_files: [\"xp/*.csv.gz\"]}'")
+    out = {}
+    for path in files:
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(path).split(".")[0]) or "xp"
+        key, i = name, 1
+        while key in out:
+            i += 1
+            key = f"{name}_{i}"
+        out[key] = path
+    return out
+
+
+def predict_model():
+    return config["predict"]["model"] or R("model/model.pt")
+
+
+def predict_side_inputs(wildcards):
+    """The optional gaia_source / 2MASS tables joined to every XP file."""
+    side = {"gaia_source": config["predict"]["gaia_source"],
+            "photometry": config["predict"]["photometry"]}
+    return {k: v for k, v in side.items() if v}
+
+
+def predict_side_args(wildcards, input):
+    return " ".join(f"--{k.replace('_', '-')} {input[k]}" for k in ("gaia_source", "photometry")
+                    if k in input.keys())
+
+
+def predict_settings():
+    """PredictSettings JSON: the predict section plus the training's cuts and zero point."""
+    p = config["predict"]
+    return as_json({"chunk_rows": p["chunk_rows"], "batch_size": p["batch_size"],
+                    "inputs": p["inputs"] or None, "device": p["device"], "progress": False,
+                    "cuts": config["cuts"],
+                    "zero_point_extra_mas": config["zero_point"]["extra_term_mas"]})
