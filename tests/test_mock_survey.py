@@ -105,11 +105,11 @@ def test_distmass_row_aligned_with_allstar(mock):
     assert (dm["APOGEE_ID"] == a["APOGEE_ID"]).all()
     for name in ("APOGEE_ID", "MASS", "MASS_ERR", "AGE", "AGE_ERR", "DISTANCE", "BITMASK"):
         assert name in mock["dm"].columns.names
-    assert 1e8 < np.median(dm["AGE"]) < 1.4e10                        # years, linear
+    assert 1e8 < np.nanmedian(dm["AGE"]) < 1.4e10                     # years, linear
     assert 100 < np.median(dm["DISTANCE"]) < 2e4                       # pc
     assert (dm["BITMASK"] & 2).any()
     rel = dm["MASS_ERR"] / dm["MASS"]
-    assert 0.06 < np.median(rel) < 0.12
+    assert 0.06 < np.nanmedian(rel) < 0.12
 
 
 def test_gaia_store_formats(mock, realdata_dir):
@@ -249,18 +249,25 @@ def test_mwdust_combined19_reads_the_map_and_gives_the_truth_ebv(mock):
     assert res.returncode == 0, res.stderr[-2000:]
     ebv_mwdust = np.array(json.loads(res.stdout.strip().splitlines()[-1]))
     # the truth is evaluated with starfm's Combined19 reader, bit-identical to mwdust's
-    np.testing.assert_array_equal(ebv_mwdust, t["ebv"][sel])
-    assert (t["ebv"] > 0).all()
+    np.testing.assert_array_equal(ebv_mwdust, t["ebv_map"][sel])
+    assert (t["ebv_map"] > 0).all()
 
 
 def test_truth_ebv_is_the_written_map_read_back(mock):
     """One Combined19 reader: the file the survey wrote, read by the dust stage's reader, gives
-    exactly the truth E(B-V) at the true distance."""
+    exactly the truth's map E(B-V) at the true distance; the true E(B-V) differs from it by the
+    stated map error (log-normal scatter 0.15, offset 0.005 by default)."""
     from starfm.dust_map import Combined19Map
 
     t = mock["truth"]
+    attrs = read_attrs(mock["paths"]["truth"])
     ebv = Combined19Map.from_file(mock["paths"]["dust_map"])(t["glon"], t["glat"], t["distance_kpc"])
-    np.testing.assert_array_equal(ebv, t["ebv"])
+    np.testing.assert_array_equal(ebv, t["ebv_map"])
+    assert attrs["ebv_map_scatter"] == 0.15 and attrs["ebv_map_offset"] == 0.005
+    big = t["ebv_map"] > 0.1                     # where the offset is small next to the map value
+    log_ratio = np.log((t["ebv"][big] - attrs["ebv_map_offset"]) / t["ebv_map"][big])
+    assert 0.12 < np.std(log_ratio) < 0.18
+    assert abs(np.mean(t["ebv"] - t["ebv_map"]) - attrs["ebv_map_offset"]) < 0.01
 
 
 def test_dust_map_is_hierarchical_and_non_decreasing(mock):
@@ -290,8 +297,12 @@ def test_parallax_minus_injected_zero_point_is_unbiased(mock):
                          g["astrometric_params_solved"][ok].astype(float))
     zp = zp + 0.005 * np.clip(g["phot_g_mean_mag"][ok] - 13, 0, 4)
     truth_by_id = dict(zip(t["source_id"], t["parallax_true"]))
+    residual_by_id = dict(zip(t["source_id"], t["parallax_zero_point_residual"]))
     true = np.array([truth_by_id[s] for s in g["source_id"][ok]])
-    pull = (g["parallax"][ok] - zp - true) / g["parallax_error"][ok]
+    residual = np.array([residual_by_id[s] for s in g["source_id"][ok]])
+    # the injected residual (what the recipe does not remove): offset 0.01, plate scatter 0.01 mas
+    assert abs(np.mean(residual) - 0.01) < 0.01 and 0.003 < np.std(residual) < 0.02
+    pull = (g["parallax"][ok] - zp - residual - true) / g["parallax_error"][ok]
     # N(0,1) pulls: |mean| < 4/sqrt(n); std within 15 %
     assert abs(pull.mean()) < 4 / np.sqrt(len(pull)) and 0.85 < pull.std() < 1.15
     # without the correction the parallaxes are biased (the zero-point is really injected)
@@ -303,9 +314,12 @@ def test_parallax_minus_injected_zero_point_is_unbiased(mock):
 def test_physical_model_ranges(mock):
     t = mock["truth"]
     assert 0.6 < t["mass"].min() and t["mass"].max() < 3.1
-    assert 0.5 <= t["age_gyr"].min() and t["age_gyr"].max() <= 13.5
+    assert 0.2 <= t["age_gyr"].min() and t["age_gyr"].max() <= 13.8
     assert 0.5 <= t["distance_kpc"].min() and t["distance_kpc"].max() <= 15.0
-    assert 0.2 < t["is_red_clump"].mean() < 0.4
+    assert 0.35 < t["is_red_clump"].mean() < 0.55
+    assert set(np.unique(t["evol_state"])) == {"RC", "RGB"}
+    assert ((t["evol_state"] == "RC") == t["is_red_clump"]).all()
+    assert -1.3 < t["c_n"].min() and t["c_n"].max() < 0.5 and -0.2 < t["alpha_m"].min() and t["alpha_m"].max() < 0.5
     rc = t["is_red_clump"]
     assert abs(np.median(t["logg"][rc]) - 2.45) < 0.15
     # the mass-age relation holds: old stars are low-mass
