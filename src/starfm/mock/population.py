@@ -9,29 +9,34 @@
     and halo fields (Miglio 2021: 10 % have [alpha/M] > 0.1), mass lnN(0.98, 0.07), [M/H]
     N(-0.28, 0.20), [alpha/M] N(0.17, 0.04); a halo (10 % of halo-field stars), mass 0.86,
     [M/H] N(-1.3, 0.4), [alpha/M] 0.25;
-  * low-alpha mass: log-normal, median 1.30 (RGB) / 1.29 (RC), sigma 0.115 in ln M, plus an 8 %
+  * low-alpha mass: log-normal, median 1.30 (RGB) / 1.29 (RC), sigma 0.13 in ln M, plus an 8 %
     secondary clump lnN(1.95, 0.14) among RC stars; [M/H] N(0.05, 0.19) (bulge N(0, 0.32)).
-    Together: median 1.25, spread 0.21 Msun (APOKASC-3: 1.26, 0.19; Miglio: 1.24, 0.24);
+    Together: median 1.27, spread 0.21 Msun (APOKASC-3: 1.26, 0.19; Miglio: 1.24, 0.24);
   * age: ln(t/Gyr) = 2.386 - 3.476 ln M + 0.521 [M/H] + 0.443 [alpha/M] (RGB) and
     2.197 - 2.963 ln M + 0.483 [M/H] + 0.181 [alpha/M] (RC), + N(0, 0.05): least-squares fits to
     Miglio 2021 (whose ages are model ages of mass and composition: residual 0.05);
     :func:`isochrone_age` is that relation (DistMass's ages use it, :mod:`starfm.mock.apogee`);
-  * [alpha/M] (low-alpha) = 0.005 + 0.005 (t0 - 4 Gyr) - 0.04 [M/H] + N(0, 0.022), t0 the age
+  * [alpha/M] (low-alpha) = 0.005 + 0.006 (t0 - 4 Gyr) - 0.04 [M/H] + N(0, 0.015), t0 the age
     without the alpha term (Miglio 2021: median [alpha/M] 0.01 at 2-6 Gyr rising to 0.15 above
     10 Gyr);
   * [C/N] (first dredge-up) = -0.236 - 0.362 (M - 1.25) - 0.109 [M/H] + N(0, 0.06) (RGB) and
     -0.245 - 0.377 (M - 1.25) + 0.004 [M/H] + N(0, 0.058) (RC): fits to APOKASC-3 (the RC
     offset at fixed mass is -0.01 dex in that sample);
   * logg: RGB p ~ exp((logg - 3.4)/0.7) on [1.0, 3.4] (more stars at the base of the RGB);
-    RC 2.438 + 0.245 (M - 1.25) - 0.041 [M/H] + N(0, 0.035) (APOKASC-3 fit: heavier clump
+    RC 2.438 + 0.245 (M - 1.25) - 0.041 [M/H] + N(0, 0.022) (APOKASC-3 fit: heavier clump
     stars sit higher);
   * Teff = c + a (logg - 2.5) + b [M/H] + d (M - 1.25) + e [alpha/M] + N(0, s), APOKASC-3 fits:
-    RGB (4602, 473, -527, 155, -611, 28 K), RC (4776, 645, -575, 22, -236, 27 K), in 3500-5600 K;
+    RGB (4602, 473, -527, 155, -611, 20 K), RC (4776, 645, -575, 22, -236, 27 K), in 3500-5600 K;
+  * the coefficients are the least-squares fits; the intrinsic scatters (RGB Teff 20 K, RC logg
+    0.022, [C/N] 0.06, [alpha/M] 0.015) are set smaller than the fits' residuals (35 K, 0.042,
+    0.07-0.09, -) so that the cross-validated information ratios match the real samples' (a
+    linear fit's residual also holds the relations' curvature, which a flexible regressor uses);
   * L = M Teff^4 / g, R = sqrt(L)/Teff^2 (solar units).
 
-  Figures (4,000 stars; mock vs real): mass median 1.25 vs 1.26/1.24, spread 0.21 vs 0.19/0.24;
-  information ratio of mass from Teff, logg, [M/H] 0.56 vs 0.52 (APOKASC-3), adding [C/N] 0.44 vs
-  0.43; of ln age from [M/H], [alpha/M] 0.65 vs 0.60 (Miglio).
+  Figures (4,000 stars, the survey's field mix; mock vs real): mass median 1.27 vs 1.26/1.24,
+  spread 0.21-0.22 vs 0.19/0.24; information ratio of mass from Teff, logg, [M/H] 0.48-0.51 vs
+  0.52 (APOKASC-3), adding [C/N] 0.42-0.44 vs 0.43; of ln age from [M/H], [alpha/M] 0.60-0.61 vs
+  0.60 (Miglio).
 - *Positions.* APOGEE-like plates (1.5 deg radius): disk fields |b| < 20 deg, bulge fields, halo
   fields |b| > 20 deg. Distances from an APOGEE-like H-magnitude selection (H mostly 7-12.2, a
   deeper 12.2-13.8 tail), solved with the extinction along the sightline, kept in 0.5-15 kpc.
@@ -87,19 +92,19 @@ HIGH_ALPHA_FRACTION = {0: 0.10, 1: 0.40, 2: 0.40}   # disk, bulge, halo fields (
 HALO_FRACTION_IN_HALO_FIELDS = 0.10
 # ln M of the low-alpha population: log-normal per state, plus a secondary-clump tail for RC
 MASS_LN_MEDIAN = {"rgb": np.log(1.30), "rc": np.log(1.29)}
-MASS_LN_SIGMA = {"rgb": 0.115, "rc": 0.115}
+MASS_LN_SIGMA = {"rgb": 0.13, "rc": 0.13}
 SECONDARY_CLUMP_FRACTION = 0.08
 SECONDARY_CLUMP_MASS = (np.log(1.95), 0.14)
 # ln(age/Gyr) = c + a ln M + b [M/H] + d [a/M] (Miglio 2021 fits, per state; residual 0.05)
 AGE_RELATION = {"rgb": (2.3855, -3.4756, 0.5211, 0.4429), "rc": (2.1974, -2.9632, 0.4834, 0.1808)}
 AGE_LN_SCATTER = 0.05
 # Teff = c + a (logg - 2.5) + b [M/H] + d (M - 1.25) + e [a/M] + N(0, s) (APOKASC-3 fits per state)
-TEFF_RELATION = {"rgb": (4602.3, 472.6, -527.2, 154.6, -610.7, 28.0),
+TEFF_RELATION = {"rgb": (4602.3, 472.6, -527.2, 154.6, -610.7, 20.0),
                  "rc": (4776.4, 644.6, -575.4, 21.9, -235.7, 27.3)}
 # [C/N] = c + a (M - 1.25) + b [M/H] + N(0, s) (APOKASC-3 fits per state: first dredge-up)
 CN_RELATION = {"rgb": (-0.2364, -0.3618, -0.1090, 0.060), "rc": (-0.2448, -0.3765, 0.0035, 0.058)}
 # RC logg = c + a (M - 1.25) + b [M/H] + N(0, s) (APOKASC-3)
-RC_LOGG_RELATION = (2.4378, 0.2452, -0.0407, 0.035)
+RC_LOGG_RELATION = (2.4378, 0.2452, -0.0407, 0.022)
 
 
 def isochrone_age(mass, m_h, alpha_m=0.0, red_clump=False):
@@ -140,7 +145,7 @@ def draw_stars(n: int, field_kind: np.ndarray, rng: np.random.Generator) -> dict
     # [alpha/M]: low-alpha rises slowly with age (from the isochrone age without the alpha term),
     # high-alpha / halo ~ 0.17-0.25 (Miglio: median 0.15 above 10 Gyr)
     age0 = isochrone_age(mass, m_h, 0.0, is_rc)
-    alpha_m = 0.005 + 0.005 * (age0 - 4.0) - 0.04 * m_h + rng.normal(0, 0.022, n)
+    alpha_m = 0.005 + 0.006 * (age0 - 4.0) - 0.04 * m_h + rng.normal(0, 0.015, n)
     alpha_m = np.where(high, rng.normal(0.17, 0.04, n), alpha_m)
     alpha_m = np.where(halo, rng.normal(0.25, 0.06, n), alpha_m)
     alpha_m = np.clip(alpha_m, -0.15, 0.45)

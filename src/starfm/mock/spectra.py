@@ -70,7 +70,7 @@ XP_RESOLVING_POWER = 30.0         # model spectra are smoothed to FWHM = lambda 
 # depth scales with Teff, logg and [M/H] in ``_feature_depths``.
 FEATURES = (
     (393.0, 10.0, 0.22, "metal"),      # Ca II H&K
-    (386.0, 5.0, 0.10, "cn_violet"),   # CN 388 (violet system, 0-0)
+    (386.0, 5.0, 0.15, "cn_violet"),   # CN 388 (violet system, 0-0)
     (418.0, 6.0, 0.06, "cn_violet"),   # CN 421.5 (violet system, 1-0)
     (430.5, 6.0, 0.15, "ch"),          # CH G band
     (517.0, 8.0, 0.18, "mgb"),         # Mg b triplet + MgH

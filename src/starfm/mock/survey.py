@@ -231,7 +231,7 @@ class MockSettings:
     ebv_map_scatter: float = 0.15   # true E(B-V) = map x lognormal(this) + offset
     ebv_map_offset: float = 0.005   # [mag, SFD scale]
     xp_correlated_noise: bool = True  # XP noise with real DR3 coefficient correlations
-    xp_relevancy: str = "snr"       # n_relevant_bases: snr (|c|/err > 3 rule) | g (real median vs G)
+    xp_relevancy: str = "snr"       # n_relevant_bases: snr (per-coefficient |c|/err rule) | g (real median vs G)
 
 
 @run_cli

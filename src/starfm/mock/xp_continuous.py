@@ -10,13 +10,18 @@ per real matrix, the draws batched by matrix. The archive table then carries tha
 ``*_correlation_template``, and :class:`starfm.mock.archive.MockGaiaArchive` expands it).
 ``mock.xp_correlated_noise: false`` draws independent noise (and serves zero correlations).
 
-``n_relevant_bases`` = 1 + the index of the last noisy coefficient with |c_k| / err_k > 3: on the
-2,000 real sources of ``xp_spectral_lines/xp_continuous_combined_chunk0.fits`` (which carry
-coefficients, errors and n_relevant_bases; G from the synthetic photometry of their coefficients)
-this rule gives the archive's value to a median difference of 0-1 bases in both bands (rank
-correlation 0.46); tests/test_mock_survey.py checks the mock's median n_relevant_bases against G
-against those real stars. (``mock.xp_relevancy: g`` restores the older draw from the real median
-against G.) Sources fainter than G = 17.65 (and a random 6 %) have no XP; 1 % lack one band.
+``n_relevant_bases`` = 1 + the index of the last noisy coefficient with |c_k| / err_k > T_band.
+On the 2,000 real sources of ``xp_spectral_lines/xp_continuous_combined_chunk0.fits`` (which
+carry coefficients, errors and n_relevant_bases; G from the synthetic photometry of their
+coefficients) T = 3 gives the archive's value to a median difference of 0-1 bases in both bands
+(correlation 0.46). The mock's model giants, though, carry more significant structure in
+coefficients 5-20 than those (mostly faint, not red-giant) real sources, so T = 3 would call
+nearly all 55 bases relevant; T_band (:data:`RELEVANCY_SNR`: 20 in both bands) is instead set so that
+the mock's median n_relevant_bases against G follows the real one at G = 12-15 (where most
+mock sources lie; within 5 bases, tests/test_mock_survey.py checks it). Outside, the step-like
+S/N of the model spectra's coefficients shows: brighter than G = 12 the mock's BP calls ~54 bases
+relevant (real: 17-27), at G = 15-16 2-3 (real: 6). ``mock.xp_relevancy: g`` restores the older draw
+from the real median against G. Sources fainter than G = 17.65 (and a random 6 %) have no XP; 1 % lack one band.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ from starfm.xp_tables import N_COEFFICIENTS
 # real correlation matrices stored in the group ``correlation_templates`` (-1: none)
 XP_DTYPES = {**XP_STORE_DTYPES, "bp_correlation_template": "i2", "rp_correlation_template": "i2"}
 CORRELATION_FILE = Path(__file__).resolve().parent / "data" / "xp_correlations.npz"
-RELEVANCY_SNR = 3.0                # n_relevant_bases: last coefficient with |c|/err above this, + 1
+RELEVANCY_SNR = {"bp": 20.0, "rp": 20.0}   # n_relevant_bases: last coefficient with |c|/err above this, + 1
 NO_XP_RANDOM_FRACTION = 0.06       # besides every G > 17.65 source
 MISSING_BAND_FRACTION = 0.01
 
@@ -102,7 +107,7 @@ def correlated_normal(band: str, template: np.ndarray, rng) -> np.ndarray:
     return z
 
 
-def relevant_bases(coef: np.ndarray, err: np.ndarray, threshold: float = RELEVANCY_SNR) -> np.ndarray:
+def relevant_bases(coef: np.ndarray, err: np.ndarray, threshold: float) -> np.ndarray:
     """1 + index of the last coefficient with |c_k| / err_k > ``threshold`` (0 when none)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         sig = np.abs(coef) / err > threshold
@@ -143,7 +148,7 @@ def xp_continuous_rows(s: dict, bp_true, rp_true, rng, correlated: bool = True,
             z = rng.standard_normal(true.shape)
         coef = true + err * std[:, None] * z
         if relevancy == "snr":
-            n_rel = np.clip(relevant_bases(coef, err), 2, 55)
+            n_rel = np.clip(relevant_bases(coef, err, RELEVANCY_SNR[band]), 2, 55)
         else:
             med = np.interp(g, N_RELEVANT_G, N_RELEVANT_MEDIAN[band])
             n_rel = np.round(med * np.exp(rng.normal(0, 0.35, n)))
