@@ -75,6 +75,25 @@ def test_per_sample_rules(small_map):
     assert n[9] == 0
 
 
+def test_negative_draws_far_rule(small_map):
+    """``negative_draws="far"``: non-positive draws lie at the far distance instead of being
+    dropped; positive draws are unchanged (same seed), and the paper's rule is the default."""
+    pixels, plx, err, far = [STEEP, STEEP, CONST], [0.5, -0.3, 1.0], [0.5, 0.05, 0.01], [False] * 3
+    paper = _run(small_map, pixels, plx, err, far, n_samples=2000, seed=3)
+    default = _run(small_map, pixels, plx, err, far, n_samples=2000, seed=3, negative_draws="nan")
+    for k in paper:
+        np.testing.assert_array_equal(paper[k], default[k])
+    out = _run(small_map, pixels, plx, err, far, n_samples=2000, seed=3, negative_draws="far")
+    assert (out["n_valid_samples"] == 2000).all()
+    lon, lat = _lb(STEEP)
+    assert out["ln_ebv_median"][1] == np.log(small_map(lon, lat, 99.0)[0])   # every draw negative
+    # the far draws move the median of the low-S/N star up (farther, more dust on a rising map)
+    assert out["ln_ebv_median"][0] > paper["ln_ebv_median"][0]
+    assert out["ln_ebv_median"][2] == paper["ln_ebv_median"][2]
+    with pytest.raises(StarfmInputError, match="negative_draws"):
+        _run(small_map, pixels, plx, err, far, n_samples=10, negative_draws="zero")
+
+
 def test_matches_a_direct_computation(small_map):
     """Same draws (documented order) pushed through the map one by one and astropy's mad_std."""
     rng = np.random.default_rng(11)

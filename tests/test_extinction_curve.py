@@ -84,12 +84,15 @@ class MockPhysicsModel:
     tokens: a perfect model of the mock survey. Radius from mass and logg, distance 1 kpc."""
     vocabulary = list(tokens.VOCABULARY)
 
+    def __init__(self, r_v: float = R_V):
+        self.r_v = r_v
+
     def predict(self, values, errors=None, inputs=None, outputs=("mass",), batch_size=4096):
         logg, mass = _column(values, "logg"), _column(values, "mass")
         radius = np.sqrt(mass * 10 ** (LOGG_SUN - logg))
-        a_v = R_V * EBV_TRUE_OVER_SFD * np.exp(_column(values, "ln_ebv"))
+        a_v = self.r_v * EBV_TRUE_OVER_SFD * np.exp(_column(values, "ln_ebv"))
         bp, rp = mock_spectra.xp_coefficients(_column(values, "teff"), logg, _column(values, "m_h"),
-                                              radius, np.ones(len(values)), a_v)
+                                              radius, np.ones(len(values)), a_v, r_v=self.r_v)
         g = mock_spectra.synthetic_gaia_mags(bp, rp)[:, 0]
         f_g = tokens.g_flux(g)[:, None]
         out = {**{f"bp{i}": bp[:, i] / f_g[:, 0] for i in range(tokens.N_XP)},
@@ -205,6 +208,22 @@ def test_mock_physics_recovers_the_injected_law_in_magnitudes_not_ln():
     # the G-band extinction A_G / E of these red giants, from the luminosity ratio
     ag = c.a_g / (c.ebv - c.ebv_reference)[:, None]
     assert np.all((ag > 1.7) & (ag < 2.2))
+
+
+def test_another_injected_law_is_recovered_not_f99_3_1(tmp_path):
+    """A mock made with R_V = 2.5 (mock.extinction_r_v) records F99(Rv=2.5) in truth.h5; Fig. 16's
+    recovery, from that survey's own noise-free spectra, finds that law and not F99 R_V = 3.1."""
+    from starfm.mock.survey import MockSettings, make_mock_survey
+
+    paths = make_mock_survey(tmp_path, n_stars=60, seed=2, settings=MockSettings(extinction_r_v=2.5))
+    attrs = read_attrs(paths["truth"])
+    c = ec.recover_extinction_curve(MockPhysicsModel(r_v=attrs["r_v"]), attrs, ebv_reference=0.05)
+    lam = c.wavelength_nm
+    assert c.injected_law == "F99 R_V = 2.5"
+    assert ec.curve_agreement(c.median, c.injected, lam) < 0.005
+    # the default law is far off: F99 R_V = 3.1 per E_SFD
+    f99_31 = ec.injected_law(MOCK_TRUTH_ATTRS, lam)[0]
+    assert ec.curve_agreement(c.median, f99_31, lam) > 0.1
 
 
 def test_bad_predictions_give_nan_curves_not_errors(caplog):

@@ -105,11 +105,11 @@ def test_distmass_row_aligned_with_allstar(mock):
     assert (dm["APOGEE_ID"] == a["APOGEE_ID"]).all()
     for name in ("APOGEE_ID", "MASS", "MASS_ERR", "AGE", "AGE_ERR", "DISTANCE", "BITMASK"):
         assert name in mock["dm"].columns.names
-    assert 1e8 < np.median(dm["AGE"]) < 1.4e10                        # years, linear
+    assert 1e8 < np.nanmedian(dm["AGE"]) < 1.4e10                     # years, linear
     assert 100 < np.median(dm["DISTANCE"]) < 2e4                       # pc
     assert (dm["BITMASK"] & 2).any()
     rel = dm["MASS_ERR"] / dm["MASS"]
-    assert 0.06 < np.median(rel) < 0.12
+    assert 0.06 < np.nanmedian(rel) < 0.12
 
 
 def test_gaia_store_formats(mock, realdata_dir):
@@ -249,18 +249,25 @@ def test_mwdust_combined19_reads_the_map_and_gives_the_truth_ebv(mock):
     assert res.returncode == 0, res.stderr[-2000:]
     ebv_mwdust = np.array(json.loads(res.stdout.strip().splitlines()[-1]))
     # the truth is evaluated with starfm's Combined19 reader, bit-identical to mwdust's
-    np.testing.assert_array_equal(ebv_mwdust, t["ebv"][sel])
-    assert (t["ebv"] > 0).all()
+    np.testing.assert_array_equal(ebv_mwdust, t["ebv_map"][sel])
+    assert (t["ebv_map"] > 0).all()
 
 
 def test_truth_ebv_is_the_written_map_read_back(mock):
     """One Combined19 reader: the file the survey wrote, read by the dust stage's reader, gives
-    exactly the truth E(B-V) at the true distance."""
+    exactly the truth's map E(B-V) at the true distance; the true E(B-V) differs from it by the
+    stated map error (log-normal scatter 0.15, offset 0.005 by default)."""
     from starfm.dust_map import Combined19Map
 
     t = mock["truth"]
+    attrs = read_attrs(mock["paths"]["truth"])
     ebv = Combined19Map.from_file(mock["paths"]["dust_map"])(t["glon"], t["glat"], t["distance_kpc"])
-    np.testing.assert_array_equal(ebv, t["ebv"])
+    np.testing.assert_array_equal(ebv, t["ebv_map"])
+    assert attrs["ebv_map_scatter"] == 0.15 and attrs["ebv_map_offset"] == 0.005
+    big = t["ebv_map"] > 0.1                     # where the offset is small next to the map value
+    log_ratio = np.log((t["ebv"][big] - attrs["ebv_map_offset"]) / t["ebv_map"][big])
+    assert 0.12 < np.std(log_ratio) < 0.18
+    assert abs(np.mean(t["ebv"] - t["ebv_map"]) - attrs["ebv_map_offset"]) < 0.01
 
 
 def test_dust_map_is_hierarchical_and_non_decreasing(mock):
@@ -290,8 +297,12 @@ def test_parallax_minus_injected_zero_point_is_unbiased(mock):
                          g["astrometric_params_solved"][ok].astype(float))
     zp = zp + 0.005 * np.clip(g["phot_g_mean_mag"][ok] - 13, 0, 4)
     truth_by_id = dict(zip(t["source_id"], t["parallax_true"]))
+    residual_by_id = dict(zip(t["source_id"], t["parallax_zero_point_residual"]))
     true = np.array([truth_by_id[s] for s in g["source_id"][ok]])
-    pull = (g["parallax"][ok] - zp - true) / g["parallax_error"][ok]
+    residual = np.array([residual_by_id[s] for s in g["source_id"][ok]])
+    # the injected residual (what the recipe does not remove): offset 0.01, plate scatter 0.01 mas
+    assert abs(np.mean(residual) - 0.01) < 0.01 and 0.003 < np.std(residual) < 0.02
+    pull = (g["parallax"][ok] - zp - residual - true) / g["parallax_error"][ok]
     # N(0,1) pulls: |mean| < 4/sqrt(n); std within 15 %
     assert abs(pull.mean()) < 4 / np.sqrt(len(pull)) and 0.85 < pull.std() < 1.15
     # without the correction the parallaxes are biased (the zero-point is really injected)
@@ -303,9 +314,12 @@ def test_parallax_minus_injected_zero_point_is_unbiased(mock):
 def test_physical_model_ranges(mock):
     t = mock["truth"]
     assert 0.6 < t["mass"].min() and t["mass"].max() < 3.1
-    assert 0.5 <= t["age_gyr"].min() and t["age_gyr"].max() <= 13.5
+    assert 0.2 <= t["age_gyr"].min() and t["age_gyr"].max() <= 13.8
     assert 0.5 <= t["distance_kpc"].min() and t["distance_kpc"].max() <= 15.0
-    assert 0.2 < t["is_red_clump"].mean() < 0.4
+    assert 0.35 < t["is_red_clump"].mean() < 0.55
+    assert set(np.unique(t["evol_state"])) == {"RC", "RGB"}
+    assert ((t["evol_state"] == "RC") == t["is_red_clump"]).all()
+    assert -1.3 < t["c_n"].min() and t["c_n"].max() < 0.5 and -0.2 < t["alpha_m"].min() and t["alpha_m"].max() < 0.5
     rc = t["is_red_clump"]
     assert abs(np.median(t["logg"][rc]) - 2.45) < 0.15
     # the mass-age relation holds: old stars are low-mass
@@ -339,3 +353,143 @@ def test_bad_arguments_raise_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         cli(["--help"])
     assert exc.value.code == 0
+
+
+# ---------------------------------------------------------------- realism (issue 9)
+def test_truth_carries_chemistry_state_and_injected_law(mock):
+    t, attrs = mock["truth"], read_attrs(mock["paths"]["truth"])
+    for col in ("c_n", "alpha_m", "evol_state", "ebv_map", "parallax_zero_point_residual"):
+        assert col in t, col
+    assert attrs["extinction_law"] == "dust_extinction.parameter_averages.F99(Rv=3.1)" and attrs["r_v"] == 3.1
+    # [C/N] falls with mass (first dredge-up), at fixed state
+    rgb = t["evol_state"] == "RGB"
+    assert np.corrcoef(t["mass"][rgb], t["c_n"][rgb])[0, 1] < -0.5
+
+
+def test_injected_law_is_a_setting_recorded_in_truth(tmp_path):
+    from starfm.extinction_curve import injected_law
+    from starfm.mock.survey import MockSettings
+
+    paths = make_mock_survey(tmp_path, n_stars=60, seed=5, settings=MockSettings(extinction_r_v=2.5))
+    attrs = read_attrs(paths["truth"])
+    assert attrs["r_v"] == 2.5 and attrs["extinction_law"] == "dust_extinction.parameter_averages.F99(Rv=2.5)"
+    t = read_table(paths["truth"])
+    np.testing.assert_allclose(t["a_v"], 2.5 * EBV_TRUE_OVER_SFD * t["ebv"], rtol=1e-6)
+    curve, name, _ = injected_law(attrs, np.array([440.0, 550.0]))
+    assert name == "F99 R_V = 2.5"
+    # A(B)/E(B-V) - A(V)/E(B-V) = 1 per unit true E(B-V) whatever R_V (approximately, F99)
+    assert abs((curve[0] - curve[1]) / EBV_TRUE_OVER_SFD - 1.0) < 0.1
+    with pytest.raises(StarfmInputError, match="extinction_r_v"):
+        make_mock_survey(tmp_path / "bad", n_stars=60, settings=MockSettings(extinction_r_v=7.0))
+
+
+def test_xp_coefficients_respond_to_c_n_and_alpha_at_fixed_teff_logg_m_h():
+    """Same Teff, logg, [M/H], radius, distance: [C/N] -0.5 vs 0.0 and [alpha/M] 0 vs 0.2 move
+    the coefficients by many times their errors at G ~ 13, in the bands where the features sit."""
+    n = 2
+    base = dict(teff=np.full(n, 4600.0), logg=np.full(n, 2.5), m_h=np.zeros(n), radius_rsun=np.full(n, 11.0),
+                distance_kpc=np.full(n, 2.0), a_v=np.full(n, 0.3))
+    bp_cn, rp_cn = mock_spectra.xp_coefficients(**base, c_n=np.array([-0.5, 0.0]), alpha_m=np.zeros(n))
+    bp_a, rp_a = mock_spectra.xp_coefficients(**base, c_n=np.full(n, -0.25), alpha_m=np.array([0.0, 0.2]))
+    g = mock_spectra.synthetic_gaia_mags(bp_cn, rp_cn)[:1, 0]                    # G ~ 12.4
+    err = {b: xp_coefficient_errors(b, g_flux(g))[0] for b in ("bp", "rp")}
+
+    def pull(bp, rp):   # |difference| / error, both bands, as one chi
+        return np.sqrt(np.sum(((bp[1] - bp[0]) / err["bp"]) ** 2) + np.sum(((rp[1] - rp[0]) / err["rp"]) ** 2))
+
+    assert pull(bp_cn, rp_cn) > 5            # CN violet + red systems, CH G band
+    assert pull(bp_a, rp_a) > 5              # Mg b + MgH, Ca II triplet
+    assert pull(bp_cn[[0, 0]], rp_cn[[0, 0]]) == 0
+    # and the response is in the features' wavelengths: the flux changes most near 388-430 nm
+    wl = mock_spectra.xp_basis()["wavelength"]
+    f0, f1 = (mock_spectra.model_spectrum(**base, c_n=np.array([c, c]), alpha_m=np.zeros(n))[0] for c in (-0.5, 0.0))
+    assert 380 < wl[np.argmax(np.abs(f1 / f0 - 1))] < 440
+
+
+def test_distmass_mass_from_labels_and_age_from_that_mass(mock):
+    """MASS is the labels' estimate (errors ~7-10 %), MASS_ERR = (0.187 - 0.0348 logg) MASS, AGE =
+    the isochrone age of MASS: age errors follow mass errors (slope ~ -3.5 in ln-ln)."""
+    from starfm.mock.population import isochrone_age
+
+    a, dm, t = mock["a"], mock["dm"].data, mock["truth"]
+    ok = np.isfinite(dm["MASS"]) & np.isfinite(dm["AGE"]) & (dm["BITMASK"] & 2 == 0)
+    np.testing.assert_allclose(dm["MASS_ERR"][ok], (0.187 - 0.0348 * a["LOGG"][ok]) * dm["MASS"][ok], rtol=1e-5)
+    d_mass = np.log(dm["MASS"][ok] / t["mass"][ok])
+    d_age = np.log(dm["AGE"][ok] / 1e9 / t["age_gyr"][ok])
+    assert 0.04 < np.std(d_mass) < 0.14
+    assert np.corrcoef(d_mass, d_age)[0, 1] < -0.6          # correlated errors, as in DistMass
+    slope = np.polyfit(d_mass, d_age, 1)[0]
+    assert -4.5 < slope < -2.0
+    np.testing.assert_allclose(dm["AGE"][ok] / 1e9, isochrone_age(dm["MASS"][ok], a["M_H"][ok]), rtol=1e-5)
+    assert (~np.isfinite(dm["AGE"][np.isfinite(a["LOGG"]) & (a["LOGG"] >= 3.5)])).all()
+    # the labels' mass tracks the truth (it is not just the population mean)
+    assert np.corrcoef(np.log(dm["MASS"][ok]), np.log(t["mass"][ok]))[0, 1] > 0.6
+
+
+def test_xp_noise_is_correlated_and_served_with_real_correlations(mock):
+    from starfm.mock.archive import MockGaiaArchive
+    from starfm.mock.xp_continuous import correlation_templates
+
+    xp = mock["xp"]
+    assert "bp_correlation_template" in xp and (xp["bp_correlation_template"][xp["bp_n_parameters"] > 0] >= 0).all()
+    archive = MockGaiaArchive(mock["out"] / "gaia_archive", xp_format="fits")
+    ids = xp["source_id"][:20]
+    product = archive.load_xp_continuous(ids)
+    table = next(iter(product.values()))[0]
+    sid = np.asarray(table["source_id"])
+    row = {s: i for i, s in enumerate(xp["source_id"])}
+    lower = correlation_templates()["lower"]["bp"]
+    for k, s in enumerate(sid):
+        i = row[s]
+        if xp["bp_n_parameters"][i] > 0:
+            np.testing.assert_array_equal(np.asarray(table["bp_coefficient_correlations"][k], np.float32),
+                                          lower[xp["bp_correlation_template"][i]])
+
+
+def test_correlated_noise_has_the_template_correlation():
+    """Draws of many stars sharing one template: the sample correlation of coefficients 0 and 1
+    is the real matrix's (real DR3 neighbours are strongly correlated)."""
+    from starfm.mock.xp_continuous import correlated_normal, correlation_templates
+
+    t = correlation_templates()
+    z = correlated_normal("bp", np.zeros(20000, np.int16), np.random.default_rng(0))
+    chol = t["cholesky"]["bp"][0]
+    target = (chol @ chol.T)[0, 1]
+    assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1] - target) < 0.03 and abs(target) > 0.1
+
+
+def test_n_relevant_bases_follow_the_real_relation_with_g(realdata_dir):
+    """Median n_relevant_bases in G bins 12-15: mock (signal-to-noise rule) vs the 2,000 real
+    sources of xp_spectral_lines chunk0, within 5 bases in every bin and both bands (at G 15-16 the
+    mock's BP gives 2-3 against the real 6: the model spectra's coefficient S/N falls in steps)."""
+    from astropy.table import Table
+
+    real = Table.read(realdata_dir / "xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits")
+    coef = {b: np.stack([np.asarray(real[f"{b}_coeff_{k}"], float) for k in range(55)], 1) for b in ("bp", "rp")}
+    g_real = mock_spectra.synthetic_gaia_mags(coef["bp"], coef["rp"])[:, 0]
+    out = make_mock_survey_cached()
+    xp, gs = read_table(out / "gaia_archive/xp_continuous.h5"), read_table(out / "gaia_archive/gaia_source.h5")
+    g_of = dict(zip(gs["source_id"], gs["phot_g_mean_mag"]))
+    g_mock = np.array([g_of[s] for s in xp["source_id"]])
+    for band in ("bp", "rp"):
+        n_real, n_mock = np.asarray(real[f"{band}_n_relevant_bases"]), xp[f"{band}_n_relevant_bases"]
+        for lo in (12.0, 13.0, 14.0):
+            r = (g_real >= lo) & (g_real < lo + 1)
+            m = (g_mock >= lo) & (g_mock < lo + 1) & (n_mock > 0)
+            assert m.sum() > 20 and r.sum() > 20
+            assert abs(np.median(n_mock[m]) - np.median(n_real[r])) <= 5, (band, lo, np.median(n_mock[m]),
+                                                                            np.median(n_real[r]))
+
+
+_CACHE = {}
+
+
+def make_mock_survey_cached():
+    import tempfile
+    from pathlib import Path
+
+    if "dir" not in _CACHE:
+        d = Path(tempfile.mkdtemp(prefix="starfm_mock_nrel_"))
+        make_mock_survey(d, n_stars=1500, seed=23)
+        _CACHE["dir"] = d
+    return _CACHE["dir"]

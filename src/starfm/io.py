@@ -100,7 +100,7 @@ def _write_group(group, columns, compression):
 
 
 # the only text columns of our tables; every other column must hold numbers
-TEXT_COLUMNS = frozenset({"apogee_id"})
+TEXT_COLUMNS = frozenset({"apogee_id", "evol_state"})
 
 
 def read_table(path: str | os.PathLike, columns: Iterable[str] | None = None,

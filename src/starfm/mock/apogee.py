@@ -3,7 +3,20 @@
 Each star gets an allStar row (real column names and bad-value conventions: 99.999 / NaN 2MASS
 magnitudes, STARFLAG / ASPCAPFLAG bits, GAIAEDR3_SOURCE_ID 0 when unmatched); 5 % are observed
 twice (second row: EXTRATARG bit 4, another telescope or plate). ASPCAP labels are the truth plus
-noise growing as S/N falls; DistMass mass and age are the truth with 7-11 % and 18-32 % errors.
+noise growing as S/N falls (Teff, logg, [M/H], [alpha/M], [C/Fe], [N/Fe]).
+
+DistMass rows are made the way the DistMass VAC makes them (its public early build script): MASS
+is a neural network's estimate from the APOGEE labels Teff, logg, [M/H], [C/Fe], [N/Fe] trained on
+APOKASC masses. Here the network is emulated by its limit, the conditional mean: ln MASS is a
+least-squares quadratic in the *observed* (noisy) Teff, logg, [M/H], [C/N], fitted to the true
+ln mass of the stars inside the trained parameter space (:data:`DISTMASS_TRAINED_SPACE`), plus
+N(0, :data:`DISTMASS_NN_SCATTER`) network noise; so its errors come from the label noise and
+from what the labels cannot say about mass. MASS_ERR = (0.187 - 0.0348 logg) MASS (the script's
+formula; ~10 % at logg 2.5). AGE [yr] = the mock's isochrone age
+(:func:`starfm.mock.population.isochrone_age`, RGB relation, [alpha/M] = 0: an isochrone grid in
+mass and [M/H]) of MASS and the observed [M/H], for logg < 3.5 (NaN otherwise): age errors follow
+mass errors (d ln age / d ln MASS = -3.48), AGE_ERR = 3.48 (MASS_ERR / MASS) AGE. BITMASK value
+2: outside the trained parameter space (and a random :data:`DISTMASS_OFF_GRID_FRACTION`).
 DistMass is row-aligned with allStar.
 """
 from __future__ import annotations
@@ -20,7 +33,11 @@ STARFLAG_FRACTION = 0.08
 ASPCAP_BAD_FRACTION = 0.05         # ASPCAPFLAG bit 19 (M_H_BAD) or 23 (STAR_BAD)
 ASPCAP_MISSING_FRACTION = 0.01     # no ASPCAP result: labels NaN, STAR_BAD set
 BAD_2MASS_FRACTION = 0.01          # one band 99.999 (a further 0.3 % NaN)
-DISTMASS_OFF_GRID_FRACTION = 0.03  # BITMASK value 2
+DISTMASS_OFF_GRID_FRACTION = 0.01  # BITMASK value 2 at random (besides the stars off the trained space)
+# the emulated DistMass network's training domain (APOKASC-like giants): name -> (low, high)
+DISTMASS_TRAINED_SPACE = {"TEFF": (3900.0, 5300.0), "LOGG": (1.3, 3.5), "M_H": (-1.0, 0.5)}
+DISTMASS_NN_SCATTER = 0.03         # network noise, in ln MASS
+DISTMASS_AGE_LOGG_MAX = 3.5        # AGE only for logg < 3.5 (as DistMass)
 
 # allStar columns we write, with the real DR17 dtypes (checked against real allStar rows in tests)
 ALLSTAR_FORMATS = {
@@ -29,7 +46,8 @@ ALLSTAR_FORMATS = {
     "AK_TARG": "E", "SNR": "E", "STARFLAG": "K", "GAIAEDR3_SOURCE_ID": "K", "GAIAEDR3_PARALLAX": "E",
     "GAIAEDR3_PARALLAX_ERROR": "E", "GAIAEDR3_PHOT_G_MEAN_MAG": "E", "ASPCAPFLAG": "K",
     "EXTRATARG": "J", "TEFF": "E", "TEFF_ERR": "E", "LOGG": "E", "LOGG_ERR": "E", "M_H": "E",
-    "M_H_ERR": "E",
+    "M_H_ERR": "E", "ALPHA_M": "E", "ALPHA_M_ERR": "E", "C_FE": "E", "C_FE_ERR": "E", "N_FE": "E",
+    "N_FE_ERR": "E",
 }
 DISTMASS_FORMATS = {"APOGEE_ID": "30A", "MASS": "E", "MASS_ERR": "E", "AGE": "E", "AGE_ERR": "E",
                     "DISTANCE": "E", "BITMASK": "J"}
@@ -112,22 +130,71 @@ def apogee_rows(s: dict, fields: dict, rng) -> tuple[dict, dict, np.ndarray, np.
     cols["EXTRATARG"] = np.where(is_dup, 16, 0).astype(np.int32)
     # ASPCAP labels: truth + noise; the noise grows as S/N falls (reported errors = the noise sigma)
     low_snr = np.clip((200 - snr) / 150, 0, 1)
-    for name, key, lo, hi in (("TEFF", "teff", 50, 100), ("LOGG", "logg", 0.05, 0.1), ("M_H", "m_h", 0.02, 0.05)):
+    c_fe = carbon_over_iron(s["c_n"])
+    true = {"teff": s["teff"], "logg": s["logg"], "m_h": s["m_h"], "alpha_m": s["alpha_m"],
+            "c_fe": c_fe, "n_fe": c_fe - s["c_n"]}
+    for name, key, lo, hi in (("TEFF", "teff", 50, 100), ("LOGG", "logg", 0.05, 0.1), ("M_H", "m_h", 0.02, 0.05),
+                              ("ALPHA_M", "alpha_m", 0.01, 0.03), ("C_FE", "c_fe", 0.02, 0.05),
+                              ("N_FE", "n_fe", 0.03, 0.07)):
         err = lo + (hi - lo) * low_snr
-        val = s[key][base] + err * rng.standard_normal(m)
+        val = true[key][base] + err * rng.standard_normal(m)
         cols[name] = np.where(missing, np.nan, val)
         cols[f"{name}_ERR"] = np.where(missing, np.nan, err)
-    # DistMass: truth + noise (mass 7-11 %, age 18-32 % log-normal), BITMASK 2 = outside the grid
-    mass_rel = rng.uniform(0.07, 0.11, m)
-    age_rel = rng.uniform(0.18, 0.32, m)
-    mass = s["mass"][base] * (1 + mass_rel * rng.standard_normal(m))
-    age_yr = s["age_gyr"][base] * 1e9 * np.exp(age_rel * rng.standard_normal(m))
-    bitmask = np.where(rng.random(m) < DISTMASS_OFF_GRID_FRACTION, 2, 0).astype(np.int32)
-    distmass = {"APOGEE_ID": cols["APOGEE_ID"], "MASS": mass, "MASS_ERR": mass_rel * mass,
-                "AGE": age_yr, "AGE_ERR": age_rel * age_yr,
-                "DISTANCE": s["distance"][base] * 1000 * (1 + 0.05 * rng.standard_normal(m)),
-                "BITMASK": bitmask}
+    distmass = distmass_rows(cols, s["mass"][base], rng)
+    distmass["DISTANCE"] = s["distance"][base] * 1000 * (1 + 0.05 * rng.standard_normal(m))
     return cols, distmass, base, is_dup, unmatched
+
+
+def carbon_over_iron(c_n):
+    """[C/Fe] of a giant with [C/N] ``c_n``: the first dredge-up takes ~1/3 of the [C/N] drop
+    from carbon, 2/3 from nitrogen ([C/Fe] = -0.03 + 0.35 ([C/N] + 0.25); [N/Fe] = [C/Fe] - [C/N])."""
+    return -0.03 + 0.35 * (np.asarray(c_n, dtype=float) + 0.25)
+
+
+def _quadratic_features(x: np.ndarray) -> np.ndarray:
+    """[1, x_i, x_i x_j (i <= j)] of standardised columns (n, k)."""
+    n, k = x.shape
+    terms = [np.ones(n)] + [x[:, i] for i in range(k)]
+    terms += [x[:, i] * x[:, j] for i in range(k) for j in range(i, k)]
+    return np.stack(terms, axis=1)
+
+
+def distmass_rows(cols: dict, true_mass: np.ndarray, rng) -> dict:
+    """DistMass MASS, MASS_ERR, AGE, AGE_ERR, BITMASK from the allStar labels ``cols`` (module
+    docstring): the emulated network's mass and the isochrone age of that mass."""
+    from starfm.mock.population import isochrone_age
+
+    m = len(true_mass)
+    c_n = cols["C_FE"] - cols["N_FE"]
+    labels = np.column_stack([cols["TEFF"], cols["LOGG"], cols["M_H"], c_n])
+    finite = np.all(np.isfinite(labels), axis=1)
+    inside = finite.copy()
+    for name, (lo, hi) in DISTMASS_TRAINED_SPACE.items():
+        with np.errstate(invalid="ignore"):
+            inside &= (cols[name] >= lo) & (cols[name] <= hi)
+    mass = np.full(m, np.nan)
+    if inside.sum() > 20:
+        centre, scale = labels[inside].mean(axis=0), labels[inside].std(axis=0) + 1e-12
+        design = _quadratic_features((labels[finite] - centre) / scale)
+        train = inside[finite]
+        coef = np.linalg.lstsq(design[train], np.log(true_mass[finite][train]), rcond=None)[0]
+        mass[finite] = np.exp(design @ coef + DISTMASS_NN_SCATTER * rng.standard_normal(finite.sum()))
+    logg = cols["LOGG"]
+    mass_rel = np.clip(0.187 - 0.0348 * logg, 0.03, None)
+    with np.errstate(invalid="ignore"):
+        has_age = np.isfinite(mass) & (logg < DISTMASS_AGE_LOGG_MAX)
+    age_gyr = np.where(has_age, isochrone_age(np.nan_to_num(mass, nan=1.0), np.nan_to_num(cols["M_H"])), np.nan)
+    slope = -population_age_slope()
+    bitmask = np.where(~inside | (rng.random(m) < DISTMASS_OFF_GRID_FRACTION), 2, 0).astype(np.int32)
+    return {"APOGEE_ID": cols["APOGEE_ID"], "MASS": mass, "MASS_ERR": mass_rel * mass,
+            "AGE": age_gyr * 1e9, "AGE_ERR": slope * mass_rel * age_gyr * 1e9, "BITMASK": bitmask}
+
+
+def population_age_slope() -> float:
+    """d ln age / d ln mass of the isochrone relation DistMass ages use (RGB)."""
+    from starfm.mock.population import AGE_RELATION
+
+    return AGE_RELATION["rgb"][1]
 
 
 def unique_apogee_ids(ids, seen: set):

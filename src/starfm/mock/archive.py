@@ -32,7 +32,8 @@ class MockGaiaArchive:
     """The mock survey's archive: ``<directory>/manifest.json``, ``gaia_source.h5``, ``xp_continuous.h5``.
 
     The XP store holds the archive columns except the correlations (a missing band: NaN
-    coefficients, ``n_parameters`` 0). Each call serves its ids in the archive's format
+    coefficients, ``n_parameters`` 0); a star's correlations are served from the real matrix its
+    ``*_correlation_template`` names (group ``correlation_templates``), zeros without one. Each call serves its ids in the archive's format
     (``xp_format``; default: ``manifest.json``'s ``xp_format``, else ``votable``) and reads the
     file back as astroquery does. ``fail_first=k`` makes the first k calls raise
     :class:`TransientArchiveError`; ``fail_on_call={i: exc}`` raises ``exc`` on call i (0-based).
@@ -94,6 +95,13 @@ class MockGaiaArchive:
                     out[name] = ds[rows[0]:rows[-1] + 1][rows - rows[0]]
                 else:
                     out[name] = ds[rows]
+            templates = f.get("correlation_templates")
+            for band in ("bp", "rp"):
+                index = out.pop(f"{band}_correlation_template", None)
+                if templates is not None and index is not None and band in templates:
+                    lower = templates[band][:]
+                    out[f"{band}_coefficient_correlations"] = np.where(
+                        (index >= 0)[:, None], lower[np.clip(index, 0, None)], 0).astype(np.float32)
         return out
 
     # -- the GaiaArchive protocol

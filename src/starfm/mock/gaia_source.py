@@ -3,7 +3,9 @@
 source_id = HEALPix level-12 (nested) index * 2^35 + a running number, as Gaia's. G and BP-RP
 are the synthetic photometry of the noise-free XP coefficients (:mod:`starfm.mock.spectra`) plus
 noise. Parallax = 1/d + the Lindegren et al. (2021) zero-point (``zero_point.zpt.get_zpt``) +
-0.005 clip(G - 13, 0, 4) mas + noise.
+0.005 clip(G - 13, 0, 4) mas + a residual the recipe does not remove (offset + per-plate scatter,
+``mock.parallax_zp_residual_mas`` / ``_scatter_mas``, default 0.01 and 0.01 mas: of the order of
+the residuals asteroseismic and cluster tests find after the L21 correction) + noise.
 """
 from __future__ import annotations
 
@@ -29,9 +31,11 @@ def source_ids(ra, dec, rng):
     return hp12 * HEALPIX12_FACTOR + rng.integers(1, HEALPIX12_FACTOR - 1, len(ra))
 
 
-def gaia_source_rows(s: dict, rng, zpt_module) -> dict:
+def gaia_source_rows(s: dict, rng, zpt_module, zp_residual=0.0) -> dict:
     """``gaia_source`` columns of a chunk's stars ``s`` (plus ``_parallax_true``, ``_zero_point``
-    for the truth); ``zpt_module`` is ``zero_point.zpt`` with its tables loaded."""
+    (everything injected) and ``_zero_point_residual`` for the truth); ``zpt_module`` is
+    ``zero_point.zpt`` with its tables loaded; ``zp_residual`` [mas] (scalar or per star) is added
+    on top of the recipe's zero point."""
     n = s["n"]
     g = (s["g_true"] + rng.normal(0, 0.003, n)).astype(np.float32)
     bp_rp = (s["bp_rp_true"] + rng.normal(0, 0.01, n)).astype(np.float32)
@@ -51,6 +55,8 @@ def gaia_source_rows(s: dict, rng, zpt_module) -> dict:
         zero_point[ok] = zpt_module.get_zpt(g[ok].astype(float), nu_eff[ok].astype(float),
                                             pseudo[ok].astype(float), ecl_lat[ok], solved[ok].astype(float))
     zero_point += EXTRA_ZERO_POINT_MAS * np.clip(g.astype(float) - 13, 0, 4)
+    residual = np.broadcast_to(np.asarray(zp_residual, dtype=float), (n,)).copy()
+    zero_point += residual
     parallax_true = 1.0 / s["distance"]
     parallax = np.where(ok, parallax_true + zero_point + sigma * rng.standard_normal(n), np.nan)
     ruwe = np.exp(rng.normal(0.0, 0.08, n))
@@ -64,7 +70,7 @@ def gaia_source_rows(s: dict, rng, zpt_module) -> dict:
             "phot_g_mean_mag": g, "bp_rp": bp_rp, "phot_bp_rp_excess_factor": excess.astype(np.float32),
             "ruwe": np.where(ok, ruwe, np.nan).astype(np.float32), "nu_eff_used_in_astrometry": nu_eff,
             "pseudocolour": pseudo, "ecl_lat": ecl_lat, "astrometric_params_solved": solved,
-            "_parallax_true": parallax_true, "_zero_point": zero_point}
+            "_parallax_true": parallax_true, "_zero_point": zero_point, "_zero_point_residual": residual}
 
 
 def deduplicate_ids(ids, seen, rng):

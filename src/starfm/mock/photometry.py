@@ -30,6 +30,6 @@ def twomass_absolute(teff, radius_rsun, m_h):
     return abs_h + j_h, abs_h, abs_h + j_h - j_k
 
 
-def twomass_extinction() -> dict[str, float]:
-    """A_band / A_V of the injected law for J, H, K."""
-    return {b: spectra.extinction_curve([TWOMASS_WAVELENGTH_NM[b]])[0] for b in "JHK"}
+def twomass_extinction(r_v: float = spectra.R_V) -> dict[str, float]:
+    """A_band / A_V of the injected law (F99 of ``r_v``) for J, H, K."""
+    return {b: spectra.extinction_curve([TWOMASS_WAVELENGTH_NM[b]], r_v)[0] for b in "JHK"}

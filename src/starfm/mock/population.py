@@ -1,16 +1,50 @@
 """The mock survey's stellar population: plates, stars and their distances.
 
-- *Stars.* Ages from a disk star-formation history (older and metal-poor in halo fields, old in
-  the bulge); [M/H] from an age-metallicity relation with 0.18 dex scatter; mass = main-sequence
-  turn-off mass, t_MS = 10 Gyr 10^(0.15 [M/H]) M^-2.5, kept in 0.7-3 Msun (age recomputed from the
-  mass so that the relation holds exactly). 30 % red clump (logg 2.4, secondary clump above
-  1.8 Msun), the rest on the RGB (Teff = 5200 - 441.86 (3.65 - logg) - 250 [M/H] + 60 (M - 1.2),
-  logg from a luminosity-function-like 0.8-3.6 distribution). L = M Teff^4 / g, R = sqrt(L)/Teff^2.
+- *Stars*, a parametric population calibrated on the real asteroseismic giants of
+  ``../shared/realdata/labels`` (fits by least squares; :mod:`starfm.mock.realism` and
+  tests/test_mock_realism.py compare the two with one recipe):
+
+  * evolutionary state: 45 % red clump (APOKASC-3 gold: 47 %; Miglio et al. 2021: 27 %);
+  * components: low-alpha disk; high-alpha (thick) disk, 10 % in disk fields and 40 % in bulge
+    and halo fields (Miglio 2021: 10 % have [alpha/M] > 0.1), mass lnN(0.98, 0.07), [M/H]
+    N(-0.28, 0.20), [alpha/M] N(0.17, 0.04); a halo (10 % of halo-field stars), mass 0.86,
+    [M/H] N(-1.3, 0.4), [alpha/M] 0.25;
+  * low-alpha mass: log-normal, median 1.30 (RGB) / 1.29 (RC), sigma 0.13 in ln M, plus an 8 %
+    secondary clump lnN(1.95, 0.14) among RC stars; [M/H] N(0.05, 0.19) (bulge N(0, 0.32)).
+    Together: median 1.27, spread 0.21 Msun (APOKASC-3: 1.26, 0.19; Miglio: 1.24, 0.24);
+  * age: ln(t/Gyr) = 2.386 - 3.476 ln M + 0.521 [M/H] + 0.443 [alpha/M] (RGB) and
+    2.197 - 2.963 ln M + 0.483 [M/H] + 0.181 [alpha/M] (RC), + N(0, 0.05): least-squares fits to
+    Miglio 2021 (whose ages are model ages of mass and composition: residual 0.05);
+    :func:`isochrone_age` is that relation (DistMass's ages use it, :mod:`starfm.mock.apogee`);
+  * [alpha/M] (low-alpha) = 0.005 + 0.006 (t0 - 4 Gyr) - 0.04 [M/H] + N(0, 0.015), t0 the age
+    without the alpha term (Miglio 2021: median [alpha/M] 0.01 at 2-6 Gyr rising to 0.15 above
+    10 Gyr);
+  * [C/N] (first dredge-up) = -0.236 - 0.362 (M - 1.25) - 0.109 [M/H] + N(0, 0.06) (RGB) and
+    -0.245 - 0.377 (M - 1.25) + 0.004 [M/H] + N(0, 0.058) (RC): fits to APOKASC-3 (the RC
+    offset at fixed mass is -0.01 dex in that sample);
+  * logg: RGB p ~ exp((logg - 3.4)/0.7) on [1.0, 3.4] (more stars at the base of the RGB);
+    RC 2.438 + 0.245 (M - 1.25) - 0.041 [M/H] + N(0, 0.022) (APOKASC-3 fit: heavier clump
+    stars sit higher);
+  * Teff = c + a (logg - 2.5) + b [M/H] + d (M - 1.25) + e [alpha/M] + N(0, s), APOKASC-3 fits:
+    RGB (4602, 473, -527, 155, -611, 20 K), RC (4776, 645, -575, 22, -236, 27 K), in 3500-5600 K;
+  * the coefficients are the least-squares fits; the intrinsic scatters (RGB Teff 20 K, RC logg
+    0.022, [C/N] 0.06, [alpha/M] 0.015) are set smaller than the fits' residuals (35 K, 0.042,
+    0.07-0.09, -) so that the cross-validated information ratios match the real samples' (a
+    linear fit's residual also holds the relations' curvature, which a flexible regressor uses);
+  * L = M Teff^4 / g, R = sqrt(L)/Teff^2 (solar units).
+
+  Figures (4,000 stars, the survey's field mix; mock vs real): mass median 1.27 vs 1.26/1.24,
+  spread 0.21-0.22 vs 0.19/0.24; information ratio of mass from Teff, logg, [M/H] 0.48-0.51 vs
+  0.52 (APOKASC-3), adding [C/N] 0.42-0.44 vs 0.43; of ln age from [M/H], [alpha/M] 0.60-0.61 vs
+  0.60 (Miglio). On the default run's truth (19,000 distinct stars): median 1.26, spread 0.22,
+  ratios 0.45, 0.40 and 0.59 (more training stars: a little lower).
 - *Positions.* APOGEE-like plates (1.5 deg radius): disk fields |b| < 20 deg, bulge fields, halo
   fields |b| > 20 deg. Distances from an APOGEE-like H-magnitude selection (H mostly 7-12.2, a
   deeper 12.2-13.8 tail), solved with the extinction along the sightline, kept in 0.5-15 kpc.
-  A star's true E(B-V) (SFD scale) is the written dust map at its true distance; its extinction
-  A(lambda) = 3.1 * 0.884 * E_SFD * F99(lambda)/A_V (Leung & Bovy eq. 10).
+  A star's map E(B-V) (SFD scale) is the written dust map at its true distance; its true E(B-V)
+  is that times a log-normal error plus an offset (``mock.ebv_map_scatter``/``ebv_map_offset``,
+  :mod:`starfm.mock.survey`), and its extinction A(lambda) = R_V * 0.884 * E_SFD * F99(lambda;
+  R_V)/A_V (Leung & Bovy eq. 10; R_V = ``mock.extinction_r_v``, default 3.1).
 """
 from __future__ import annotations
 
@@ -21,7 +55,6 @@ from starfm.dust_map import Combined19Map, interpolate_ebv
 
 T_SUN = 5772.0
 LOGG_SUN = 4.438
-RED_CLUMP_FRACTION = 0.30
 
 
 def make_fields(n_stars: int, rng: np.random.Generator) -> dict:
@@ -54,40 +87,96 @@ def gal_to_icrs(glon, glat):
     return c.ra.deg, c.dec.deg
 
 
+# --- the calibrated population (fits to APOKASC-3 Table 4 and Miglio et al. 2021; module docstring)
+RC_FRACTION = 0.45                 # APOKASC-3 gold 47 %, Miglio 2021 27 %
+HIGH_ALPHA_FRACTION = {0: 0.10, 1: 0.40, 2: 0.40}   # disk, bulge, halo fields (Miglio: 10 % with [a/M] > 0.1)
+HALO_FRACTION_IN_HALO_FIELDS = 0.10
+# ln M of the low-alpha population: log-normal per state, plus a secondary-clump tail for RC
+MASS_LN_MEDIAN = {"rgb": np.log(1.30), "rc": np.log(1.29)}
+MASS_LN_SIGMA = {"rgb": 0.13, "rc": 0.13}
+SECONDARY_CLUMP_FRACTION = 0.08
+SECONDARY_CLUMP_MASS = (np.log(1.95), 0.14)
+# ln(age/Gyr) = c + a ln M + b [M/H] + d [a/M] (Miglio 2021 fits, per state; residual 0.05)
+AGE_RELATION = {"rgb": (2.3855, -3.4756, 0.5211, 0.4429), "rc": (2.1974, -2.9632, 0.4834, 0.1808)}
+AGE_LN_SCATTER = 0.05
+# Teff = c + a (logg - 2.5) + b [M/H] + d (M - 1.25) + e [a/M] + N(0, s) (APOKASC-3 fits per state)
+TEFF_RELATION = {"rgb": (4602.3, 472.6, -527.2, 154.6, -610.7, 20.0),
+                 "rc": (4776.4, 644.6, -575.4, 21.9, -235.7, 27.3)}
+# [C/N] = c + a (M - 1.25) + b [M/H] + N(0, s) (APOKASC-3 fits per state: first dredge-up)
+CN_RELATION = {"rgb": (-0.2364, -0.3618, -0.1090, 0.060), "rc": (-0.2448, -0.3765, 0.0035, 0.058)}
+# RC logg = c + a (M - 1.25) + b [M/H] + N(0, s) (APOKASC-3)
+RC_LOGG_RELATION = (2.4378, 0.2452, -0.0407, 0.022)
+
+
+def isochrone_age(mass, m_h, alpha_m=0.0, red_clump=False):
+    """Age [Gyr] of a giant of (current) mass ``mass`` [Msun], [M/H] and [alpha/M]: the mock's
+    isochrone-like relation (:data:`AGE_RELATION`, RGB or RC), no scatter; clipped to 0.2-13.8 Gyr."""
+    mass, m_h, alpha_m = (np.asarray(x, dtype=float) for x in (mass, m_h, alpha_m))
+    out = {}
+    for state, (c, a, b, d) in AGE_RELATION.items():
+        out[state] = np.exp(c + a * np.log(np.clip(mass, 0.3, None)) + b * m_h + d * alpha_m)
+    return np.clip(np.where(red_clump, out["rc"], out["rgb"]), 0.2, 13.8)
+
+
 def draw_stars(n: int, field_kind: np.ndarray, rng: np.random.Generator) -> dict:
-    """True mass, age, [M/H], Teff, logg, L, R and evolutionary state of ``n`` giants."""
-    disk, bulge, halo = field_kind == 0, field_kind == 1, field_kind == 2
-    # star-formation history: log-uniform 0.8-12 Gyr mixed with uniform 1-13 Gyr (disk)
-    age = np.where(rng.random(n) < 0.6, 10 ** rng.uniform(np.log10(0.8), np.log10(12.0), n),
-                   rng.uniform(1.0, 13.0, n))
-    age = np.where(halo, rng.uniform(9.5, 13.0, n), age)
-    age = np.where(bulge, np.where(rng.random(n) < 0.7, rng.uniform(8, 13, n), rng.uniform(1, 8, n)), age)
-    # age-metallicity relation with scatter; a metal-poor old thick-disk component
-    m_h = 0.15 - 0.035 * age + rng.normal(0, 0.18, n)
-    thick = disk & (age > 8) & (rng.random(n) < 0.25)
-    m_h = np.where(thick, rng.normal(-0.5, 0.25, n), m_h)
-    m_h = np.where(halo, rng.normal(-1.3, 0.5, n), m_h)
-    m_h = np.where(bulge, rng.normal(-0.1, 0.4, n), m_h)
-    m_h = np.clip(m_h, -2.4, 0.55)
-    # giant mass = turn-off mass: t_MS = 10 Gyr 10^(0.15 [M/H]) M^-2.5
-    lifetime_factor = 10.0 * 10 ** (0.15 * m_h)
-    mass_initial = np.clip((lifetime_factor / age) ** 0.4, 0.7, 3.0)
-    age = lifetime_factor / mass_initial ** 2.5          # exact relation after the mass clip
-    is_rc = rng.random(n) < RED_CLUMP_FRACTION
-    mass = np.where(is_rc & (mass_initial < 1.5), mass_initial - 0.05, mass_initial)  # RGB mass loss
-    # RGB: logg from p ~ exp((logg - 3.6)/0.7) on [0.8, 3.6] (more stars at the base of the RGB)
+    """True mass, age, [M/H], [alpha/M], [C/N], Teff, logg, L, R and evolutionary state of ``n``
+    giants (population calibrated on APOKASC-3 and Miglio et al. 2021; module docstring)."""
+    kind = np.asarray(field_kind)
+    is_rc = rng.random(n) < RC_FRACTION
+    state = np.where(is_rc, "rc", "rgb")
+    # components: low-alpha disk, high-alpha (thick) disk, halo (halo fields only)
+    p_high = np.choose(kind, [HIGH_ALPHA_FRACTION[0], HIGH_ALPHA_FRACTION[1], HIGH_ALPHA_FRACTION[2]])
     u = rng.random(n)
-    lo = np.exp((0.8 - 3.6) / 0.7)
-    logg_rgb = 3.6 + 0.7 * np.log(lo + u * (1 - lo))
-    teff_rgb = 5200 - 441.86 * (3.65 - logg_rgb) - 250 * m_h + 60 * (mass - 1.2)
-    logg_rc = 2.40 + 0.25 * np.clip(mass - 1.8, 0, 1.2) + rng.normal(0, 0.06, n)
-    teff_rc = 4680 - 280 * m_h + 60 * (mass - 1.2)
+    halo = (kind == 2) & (u < HALO_FRACTION_IN_HALO_FIELDS)
+    high = ~halo & (rng.random(n) < p_high)
+    low = ~halo & ~high
+    # [M/H]: low-alpha ~ N(0.05, 0.19) (bulge broader), high-alpha N(-0.28, 0.20), halo N(-1.3, 0.4)
+    m_h = np.where(kind == 1, rng.normal(0.0, 0.32, n), rng.normal(0.05, 0.19, n))
+    m_h = np.where(high, rng.normal(-0.28, 0.20, n), m_h)
+    m_h = np.where(halo, rng.normal(-1.3, 0.4, n), m_h)
+    m_h = np.clip(m_h, -2.4, 0.55)
+    # current mass
+    ln_m = np.where(is_rc, rng.normal(MASS_LN_MEDIAN["rc"], MASS_LN_SIGMA["rc"], n),
+                    rng.normal(MASS_LN_MEDIAN["rgb"], MASS_LN_SIGMA["rgb"], n))
+    second = is_rc & (rng.random(n) < SECONDARY_CLUMP_FRACTION)
+    ln_m = np.where(second, rng.normal(*SECONDARY_CLUMP_MASS, n), ln_m)
+    ln_m = np.where(high, rng.normal(np.log(0.98), 0.07, n), ln_m)
+    ln_m = np.where(halo, rng.normal(np.log(0.86), 0.05, n), ln_m)
+    mass = np.clip(np.exp(ln_m), 0.7, 3.0)
+    # [alpha/M]: low-alpha rises slowly with age (from the isochrone age without the alpha term),
+    # high-alpha / halo ~ 0.17-0.25 (Miglio: median 0.15 above 10 Gyr)
+    age0 = isochrone_age(mass, m_h, 0.0, is_rc)
+    alpha_m = 0.005 + 0.006 * (age0 - 4.0) - 0.04 * m_h + rng.normal(0, 0.015, n)
+    alpha_m = np.where(high, rng.normal(0.17, 0.04, n), alpha_m)
+    alpha_m = np.where(halo, rng.normal(0.25, 0.06, n), alpha_m)
+    alpha_m = np.clip(alpha_m, -0.15, 0.45)
+    age = np.clip(isochrone_age(mass, m_h, alpha_m, is_rc) * np.exp(rng.normal(0, AGE_LN_SCATTER, n)), 0.2, 13.8)
+    # [C/N]: first dredge-up (falls with mass), per state
+    c_n = np.empty(n)
+    for st in ("rgb", "rc"):
+        c, a, b, s = CN_RELATION[st]
+        sel = state == st
+        c_n[sel] = c + a * (mass[sel] - 1.25) + b * m_h[sel] + rng.normal(0, s, sel.sum())
+    c_n = np.clip(c_n, -1.2, 0.4)
+    # logg: RGB from a luminosity-function-like p ~ exp((logg - 3.4)/0.7) on [1.0, 3.4]; RC 2.44
+    u = rng.random(n)
+    lo = np.exp((1.0 - 3.4) / 0.7)
+    logg_rgb = 3.4 + 0.7 * np.log(lo + u * (1 - lo))
+    c, a, b, s = RC_LOGG_RELATION
+    logg_rc = c + a * (mass - 1.25) + b * m_h + rng.normal(0, s, n)
     logg = np.where(is_rc, logg_rc, logg_rgb)
-    teff = np.clip(np.where(is_rc, teff_rc, teff_rgb) + rng.normal(0, 50, n), 3500, 5600)
+    teff = np.empty(n)
+    for st in ("rgb", "rc"):
+        c, a, b, d, e, s = TEFF_RELATION[st]
+        sel = state == st
+        teff[sel] = (c + a * (logg[sel] - 2.5) + b * m_h[sel] + d * (mass[sel] - 1.25) + e * alpha_m[sel]
+                     + rng.normal(0, s, sel.sum()))
+    # metal-poor giants are hotter; the linear fit is calibrated on [Fe/H] > -0.45: cap the term
+    teff = np.clip(teff, 3500, 5600)
     luminosity = mass * (teff / T_SUN) ** 4 / 10 ** (logg - LOGG_SUN)
     radius = np.sqrt(luminosity) / (teff / T_SUN) ** 2
-    return {"mass": mass, "age_gyr": age, "m_h": m_h, "teff": teff, "logg": logg,
-            "luminosity": luminosity, "radius": radius, "is_red_clump": is_rc}
+    return {"mass": mass, "age_gyr": age, "m_h": m_h, "alpha_m": alpha_m, "c_n": c_n, "teff": teff,
+            "logg": logg, "luminosity": luminosity, "radius": radius, "is_red_clump": is_rc}
 
 
 def draw_positions(n: int, fields: dict, rng: np.random.Generator):
@@ -101,14 +190,15 @@ def draw_positions(n: int, fields: dict, rng: np.random.Generator):
     return f, glon, glat, ra, dec
 
 
-def select_distances(abs_h, k_h: float, glon, glat, dust: Combined19Map, rng: np.random.Generator):
+def select_distances(abs_h, k_h: float, glon, glat, dust: Combined19Map, rng: np.random.Generator,
+                     r_v: float = R_V):
     """Distances [kpc] from an APOGEE-like H selection with the extinction along the sightline,
-    and the true E(B-V)_SFD there: (distance, ebv). ``k_h`` = A_H / A_V."""
+    and the map's E(B-V)_SFD there: (distance, ebv_map). ``k_h`` = A_H / A_V."""
     n = len(abs_h)
     band = rng.random(n)
     h_target = np.where(band < 0.75, 12.2 + np.log10(1 - rng.random(n) * (1 - 10 ** (-0.3 * 5.2))) / 0.3,
                         np.where(band < 0.95, rng.uniform(12.2, 13.8, n), rng.uniform(5.0, 7.0, n)))
-    a_v_per_ebv = R_V * EBV_TRUE_OVER_SFD
+    a_v_per_ebv = r_v * EBV_TRUE_OVER_SFD
     curves, row = dust.lines_of_sight(glon, glat)       # each sightline looked up once
     # stars the selection would put nearer than 0.5 kpc (farther than 15) are moved just inside
     # the range (they become fainter/brighter targets) rather than piled up on the limit

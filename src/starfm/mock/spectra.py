@@ -2,8 +2,31 @@
 
 A star's spectrum at Earth is a blackbody of its Teff and radius, dimmed by 1/d^2, with broad
 absorption features whose depths depend on Teff, logg and [M/H] (blue line blanketing, Ca H&K,
-CH G band, Mg b + MgH, Na D, H-alpha, CN, the Ca II triplet, TiO bands for cool stars), reddened
-by the Fitzpatrick (1999) R_V = 3.1 law. It is sampled on GaiaXPy's default calibrated grid
+CH G band, Mg b + MgH, Na D, H-alpha, CN, the Ca II triplet, TiO bands for cool stars), and on
+[C/N] and [alpha/M] where red giants show them at XP resolution (below), reddened by the
+Fitzpatrick (1999) law of the chosen R_V (default 3.1; ``mock.extinction_r_v``).
+
+*Mixing and alpha signatures* (the mass and age information red-giant spectra carry). A giant's
+[C/N] falls with mass through the first dredge-up, which moves carbon into nitrogen: here
+[C/Fe] = -0.03 + 0.35 ([C/N] + 0.25) and [N/Fe] = [C/Fe] - [C/N]
+(:func:`starfm.mock.apogee.carbon_over_iron`). Optical depths relative to a reference giant
+([C/N] = -0.25, [alpha/M] = 0) scale as
+
+- CN bands (violet 388 nm, 421.5 nm; red system 787/810 nm): tau ~ 10^(0.5 ([C/Fe] + [N/Fe])).
+  In the weak-line limit a CN band's depth is proportional to n(C) n(N) (exponent 1); the strong
+  violet bands of giants are partly saturated, so we take half of that. Scale check: CN-strong
+  and CN-weak giants of globular clusters, ~0.5-1 dex apart in [N/Fe], differ by ~0.2-0.4 mag in
+  the S(3839) index (Norris, Cottrell, Freeman & Da Costa 1981; Smith 1987, PASP 99, 67);
+- CH G band (430 nm): tau ~ 10^(0.7 [C/Fe]) (weak-line limit ~1, partly saturated), the G-band
+  index of field giants changing by ~0.1 mag per 0.3 dex in [C/Fe] (the same reviews);
+- Mg b + MgH (517 nm): tau ~ 10^(0.75 [alpha/M]): the Lick Mgb index rises by ~25 % from
+  [alpha/Fe] = 0 to 0.3 at fixed [Fe/H] in Thomas, Maraston & Bender (2003, MNRAS 339, 897);
+- Ca II triplet (850-866 nm, Ca is an alpha element): tau ~ 10^(0.3 [alpha/M]) (strong,
+  saturated lines: their equivalent widths grow slowly with abundance).
+
+These are order-of-magnitude strengths from index studies, not fits to synthetic XP spectra;
+what matters for the mock is that the signal is present where the real one is, with a plausible
+size against the XP noise (tests/test_mock_survey.py checks the coefficients respond). It is sampled on GaiaXPy's default calibrated grid
 (336-1020 nm, 2 nm) and projected onto Gaia's own XP basis: ``gaiaxpy.calibrate`` builds the flux
 as ``merge_bp * (c_bp @ D_bp) + merge_rp * (c_rp @ D_rp)`` with design matrices ``D`` (55 x 343)
 loaded from the GaiaXPy config shipped in site-packages, so we solve, once per band for all stars,
@@ -46,8 +69,10 @@ XP_RESOLVING_POWER = 30.0         # model spectra are smoothed to FWHM = lambda 
 # Absorption features: (centre nm, gaussian sigma nm, base depth, kind). The kinds set how the
 # depth scales with Teff, logg and [M/H] in ``_feature_depths``.
 FEATURES = (
-    (390.0, 12.0, 0.30, "metal"),      # Ca II H&K + CN 388
-    (430.5, 6.0, 0.15, "metal"),       # CH G band
+    (393.0, 10.0, 0.22, "metal"),      # Ca II H&K
+    (386.0, 5.0, 0.15, "cn_violet"),   # CN 388 (violet system, 0-0)
+    (418.0, 6.0, 0.06, "cn_violet"),   # CN 421.5 (violet system, 1-0)
+    (430.5, 6.0, 0.15, "ch"),          # CH G band
     (517.0, 8.0, 0.18, "mgb"),         # Mg b triplet + MgH
     (589.3, 6.0, 0.08, "nad"),         # Na D
     (656.3, 6.0, 0.08, "halpha"),      # H alpha
@@ -138,14 +163,21 @@ def synthetic_gaia_mags(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
         return -2.5 * np.log10(flux) + basis["phot_zero_points"]
 
 
-@functools.lru_cache(maxsize=4)
-def _extinction_curve_cached(wavelength_key: tuple) -> np.ndarray:
-    return dust_law_curve(EXTINCTION_LAW, R_V, np.asarray(wavelength_key))
+def extinction_law_name(r_v: float = R_V) -> str:
+    """The injected law's name as truth.h5 records it (Fitzpatrick 1999 of this R_V)."""
+    return f"dust_extinction.parameter_averages.F99(Rv={float(r_v):g})"
 
 
-def extinction_curve(wavelength_nm: np.ndarray) -> np.ndarray:
-    """A(lambda)/A_V of the injected law (:data:`starfm.constants.EXTINCTION_LAW`, F99 R_V = 3.1)."""
-    return _extinction_curve_cached(tuple(np.atleast_1d(np.asarray(wavelength_nm, dtype=float))))
+@functools.lru_cache(maxsize=8)
+def _extinction_curve_cached(wavelength_key: tuple, r_v: float) -> np.ndarray:
+    law = EXTINCTION_LAW if r_v == R_V else extinction_law_name(r_v)
+    return dust_law_curve(law, r_v, np.asarray(wavelength_key))
+
+
+def extinction_curve(wavelength_nm: np.ndarray, r_v: float = R_V) -> np.ndarray:
+    """A(lambda)/A_V of the injected law: Fitzpatrick (1999) of ``r_v`` (default
+    :data:`starfm.constants.EXTINCTION_LAW`, R_V = 3.1)."""
+    return _extinction_curve_cached(tuple(np.atleast_1d(np.asarray(wavelength_nm, dtype=float))), float(r_v))
 
 
 def blackbody_flux(wavelength_nm: np.ndarray, teff: np.ndarray, radius_rsun: np.ndarray,
@@ -166,34 +198,58 @@ def blackbody_flux(wavelength_nm: np.ndarray, teff: np.ndarray, radius_rsun: np.
     return flux
 
 
-def _feature_depths(kind: str, teff, logg, m_h):
+REFERENCE_C_N = -0.25           # the giant whose feature depths are the FEATURES' base depths
+CN_EXPONENT = 0.5               # CN bands: tau ~ 10^(0.5 ([C/Fe] + [N/Fe])) (module docstring)
+CH_EXPONENT = 0.7               # CH G band: tau ~ 10^(0.7 [C/Fe])
+MGB_ALPHA_EXPONENT = 0.75       # Mg b + MgH: tau ~ 10^(0.75 [alpha/M])
+CAT_ALPHA_EXPONENT = 0.3        # Ca II triplet: tau ~ 10^(0.3 [alpha/M])
+
+
+def _mixing_terms(c_n):
+    """(d[C/Fe], d[C/Fe] + d[N/Fe]) relative to the reference giant ([C/N] = -0.25)."""
+    from starfm.mock.apogee import carbon_over_iron
+
+    c_n = np.asarray(c_n, dtype=float)
+    d_c = carbon_over_iron(c_n) - carbon_over_iron(REFERENCE_C_N)
+    d_n = d_c - (c_n - REFERENCE_C_N)
+    return d_c, d_c + d_n
+
+
+def _feature_depths(kind: str, teff, logg, m_h, c_n=REFERENCE_C_N, alpha_m=0.0):
     """Depth multiplier of one feature kind for each star (vectorised)."""
     theta = (5040.0 / teff) / 1.1     # 1 at Teff ~ 4580 K
     dg = logg - 2.5
+    d_c, d_cn = _mixing_terms(c_n)
     if kind == "metal":
         return 10 ** (0.3 * m_h) * theta ** 2
+    if kind == "cn_violet":
+        return 10 ** (0.5 * m_h + CN_EXPONENT * d_cn) * theta ** 3 * np.clip(1 - 0.3 * dg, 0.2, None)
+    if kind == "ch":
+        return 10 ** (0.3 * m_h + CH_EXPONENT * d_c) * theta ** 2
     if kind == "mgb":
-        return 10 ** (0.35 * m_h) * theta ** 3 * np.clip(1 + 0.25 * dg, 0.3, None)
+        return 10 ** (0.35 * m_h + MGB_ALPHA_EXPONENT * alpha_m) * theta ** 3 * np.clip(1 + 0.25 * dg, 0.3, None)
     if kind == "nad":
         return 10 ** (0.3 * m_h) * theta ** 4 * np.clip(1 + 0.15 * dg, 0.3, None)
     if kind == "halpha":
         return (teff / 5000.0) ** 4 * np.clip(1 - 0.05 * dg, 0.3, None)
     if kind == "cn":
-        return 10 ** (0.5 * m_h) * theta ** 3 * np.clip(1 - 0.3 * dg, 0.2, None)
+        return 10 ** (0.5 * m_h + CN_EXPONENT * d_cn) * theta ** 3 * np.clip(1 - 0.3 * dg, 0.2, None)
     if kind == "cat":
-        return 10 ** (0.25 * m_h) * np.clip(1 - 0.2 * dg, 0.3, None)
+        return 10 ** (0.25 * m_h + CAT_ALPHA_EXPONENT * alpha_m) * np.clip(1 - 0.2 * dg, 0.3, None)
     if kind == "tio":
         return np.clip((4300.0 - teff) / 500.0, 0, 2) * 10 ** (0.2 * m_h) * np.clip(1 - 0.1 * dg, 0.3, None)
     raise ValueError(kind)
 
 
-def _feature_amplitudes(teff, logg, m_h) -> np.ndarray:
+def _feature_amplitudes(teff, logg, m_h, c_n=REFERENCE_C_N, alpha_m=0.0) -> np.ndarray:
     """(n, 2 + n_features) amplitude of each absorption shape in ``_feature_shapes``."""
     teff, logg, m_h = (np.asarray(x, dtype=float) for x in (teff, logg, m_h))
+    c_n = np.broadcast_to(np.asarray(c_n, dtype=float), teff.shape)
+    alpha_m = np.broadcast_to(np.asarray(alpha_m, dtype=float), teff.shape)
     theta = (5040.0 / teff) / 1.1
     columns = [0.5 * 10 ** (0.4 * m_h) * theta ** 4,                                   # blanketing
                0.1 * np.clip(1 + 0.3 * (logg - 2.5), 0.2, None) * (teff / 5000.0) ** 2]  # Balmer jump
-    columns += [depth * _feature_depths(kind, teff, logg, m_h) for _, _, depth, kind in FEATURES]
+    columns += [depth * _feature_depths(kind, teff, logg, m_h, c_n, alpha_m) for _, _, depth, kind in FEATURES]
     return np.stack(columns, axis=1)
 
 
@@ -206,19 +262,20 @@ def _feature_shapes_cached(wavelength_key: tuple) -> np.ndarray:
     return np.stack(shapes)
 
 
-def absorption_depth(wavelength_nm: np.ndarray, teff, logg, m_h) -> np.ndarray:
+def absorption_depth(wavelength_nm: np.ndarray, teff, logg, m_h, c_n=REFERENCE_C_N, alpha_m=0.0) -> np.ndarray:
     """Optical depth tau(lambda) (n, n_wl) of the absorption features: spectrum *= exp(-tau).
 
     Each feature is a fixed shape in wavelength times a per-star amplitude, so tau is one matrix
     product (amplitudes @ shapes).
     """
     shapes = _feature_shapes_cached(tuple(np.asarray(wavelength_nm, dtype=float)))
-    return (_feature_amplitudes(teff, logg, m_h) @ shapes).astype(np.float32)
+    return (_feature_amplitudes(teff, logg, m_h, c_n, alpha_m) @ shapes).astype(np.float32)
 
 
 def model_spectrum(teff, logg, m_h, radius_rsun, distance_kpc, a_v, wavelength_nm=None,
-                   xp_resolution: bool = True) -> np.ndarray:
-    """Flux at Earth, W m^-2 nm^-1 (n, n_wl): blackbody * exp(-tau) * 10^(-0.4 A_V F99(lambda)/A_V).
+                   xp_resolution: bool = True, c_n=REFERENCE_C_N, alpha_m=0.0,
+                   r_v: float = R_V) -> np.ndarray:
+    """Flux at Earth, W m^-2 nm^-1 (n, n_wl): blackbody * exp(-tau) * 10^(-0.4 A_V F99(lambda; R_V)/A_V).
 
     On the XP grid (``wavelength_nm`` None) it is smoothed to XP resolution unless
     ``xp_resolution`` is False.
@@ -226,15 +283,18 @@ def model_spectrum(teff, logg, m_h, radius_rsun, distance_kpc, a_v, wavelength_n
     lam = xp_basis()["wavelength"] if wavelength_nm is None else np.asarray(wavelength_nm, dtype=float)
     flux = blackbody_flux(lam, teff, radius_rsun, distance_kpc)
     # one exp for features and dust: 10^(-0.4 A) = exp(-0.4 ln10 A)
-    ext = np.outer(np.asarray(a_v, dtype=np.float32), (0.4 * np.log(10.0) * extinction_curve(lam)).astype(np.float32))
-    flux *= np.exp(-absorption_depth(lam, teff, logg, m_h) - ext)
+    ext = np.outer(np.asarray(a_v, dtype=np.float32),
+                   (0.4 * np.log(10.0) * extinction_curve(lam, r_v)).astype(np.float32))
+    flux *= np.exp(-absorption_depth(lam, teff, logg, m_h, c_n, alpha_m) - ext)
     if wavelength_nm is None and xp_resolution:
         flux = flux @ xp_basis()["smoothing"].astype(np.float32)
     return flux
 
 
-def xp_coefficients(teff, logg, m_h, radius_rsun, distance_kpc, a_v) -> tuple[np.ndarray, np.ndarray]:
+def xp_coefficients(teff, logg, m_h, radius_rsun, distance_kpc, a_v, c_n=REFERENCE_C_N, alpha_m=0.0,
+                    r_v: float = R_V) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free BP and RP coefficients (n, 55) of the model spectra (smoothing folded in)."""
     basis = xp_basis()
-    flux = model_spectrum(teff, logg, m_h, radius_rsun, distance_kpc, a_v, xp_resolution=False)
+    flux = model_spectrum(teff, logg, m_h, radius_rsun, distance_kpc, a_v, xp_resolution=False,
+                          c_n=c_n, alpha_m=alpha_m, r_v=r_v)
     return tuple((flux @ basis["raw_projector"][b].astype(np.float32)).astype(np.float64) for b in ("bp", "rp"))

@@ -28,11 +28,11 @@ import numpy as np
 
 from starfm.archive_formats import DR3_SOLUTION_ID, XP_FORMATS
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME, EBV_TRUE_OVER_SFD, R_V
+from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME, EBV_TRUE_OVER_SFD
 from starfm.dust_map import Combined19Map, combined19_path
 from starfm.io import StarfmInputError, atomic_path
 from starfm.settings import add_settings_argument, parse_settings
-from starfm.mock import apogee, photometry, population, spectra, truth
+from starfm.mock import apogee, photometry, population, spectra, truth, xp_continuous
 from starfm.mock.archive import GAIA_SOURCE_FILE, MANIFEST_FILE, XP_CONTINUOUS_FILE
 from starfm.mock.dust_map import make_dust_map
 from starfm.mock.gaia_source import GAIA_SOURCE_STORE_DTYPES, deduplicate_ids, gaia_source_rows, source_ids
@@ -45,8 +45,12 @@ CHUNK_SIZE = 50_000
 
 
 def make_mock_survey(out_dir: str | os.PathLike, n_stars: int = 20000, seed: int = 20260101,
-                     xp_format: str = "fits") -> dict[str, Path]:
-    """Generate the mock survey (``n_stars`` allStar rows) under ``out_dir``; return the paths."""
+                     xp_format: str = "fits", settings: "MockSettings | None" = None) -> dict[str, Path]:
+    """Generate the mock survey (``n_stars`` allStar rows) under ``out_dir``; return the paths.
+
+    ``settings`` gives the realism settings (extinction law, zero-point residual, dust-map error,
+    XP noise and relevancy; defaults: :class:`MockSettings`'s); ``n_stars``, ``seed`` and
+    ``xp_format`` are the arguments given here."""
     from tqdm import tqdm
     from zero_point import zpt
 
@@ -57,6 +61,13 @@ def make_mock_survey(out_dir: str | os.PathLike, n_stars: int = 20000, seed: int
         raise StarfmInputError(f"mock.xp_format: '{xp_format}' is not one of {list(XP_FORMATS)}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise StarfmInputError(f"mock.seed: need a non-negative integer (got {seed!r})")
+    import dataclasses
+
+    settings = dataclasses.replace(settings or MockSettings(), n_stars=int(n_stars), seed=int(seed),
+                                   xp_format=xp_format)
+    if not 2.0 <= settings.extinction_r_v <= 6.0:
+        raise StarfmInputError(f"mock.extinction_r_v: Fitzpatrick (1999) is defined for R_V in 2-6 "
+                               f"(got {settings.extinction_r_v})")
     out = Path(out_dir)
     paths = {"allstar": out / "apogee" / ALLSTAR_NAME, "distmass": out / "apogee" / DISTMASS_NAME,
              "manifest": out / "gaia_archive" / MANIFEST_FILE,
@@ -68,6 +79,9 @@ def make_mock_survey(out_dir: str | os.PathLike, n_stars: int = 20000, seed: int
     dust = make_dust_map(paths["dust_map"], np.random.default_rng([seed, 0]))
     log.info("dust map: %d pixels (nside 64/128) -> %s", dust.n_pixels, paths["dust_map"])
     fields = population.make_fields(n_stars, np.random.default_rng([seed, 2]))
+    # the zero-point residual the Lindegren recipe leaves: an offset plus a per-plate scatter
+    fields["zp_residual"] = settings.parallax_zp_residual_mas + settings.parallax_zp_residual_scatter_mas \
+        * np.random.default_rng([seed, 4]).standard_normal(len(fields["kind"]))
     zpt.load_tables()
     spectra.xp_basis()
 
@@ -80,7 +94,7 @@ def make_mock_survey(out_dir: str | os.PathLike, n_stars: int = 20000, seed: int
     try:
         for ci in tqdm(range(n_chunks), desc="mock survey chunks", disable=n_chunks < 2):
             n_rows = min(CHUNK_SIZE, n_stars - ci * CHUNK_SIZE)
-            s = _chunk(n_rows, ci, seed, fields, dust, zpt)
+            s = _chunk(n_rows, ci, seed, fields, dust, zpt, settings)
             rng = np.random.default_rng([seed, 3, ci])
             s["source_id"] = deduplicate_ids(s["source_id"], seen_source_ids, rng)
             s["gaia"]["source_id"] = s["xp"]["source_id"] = s["source_id"]
@@ -102,19 +116,27 @@ def make_mock_survey(out_dir: str | os.PathLike, n_stars: int = 20000, seed: int
         raise
     common = {"seed": int(seed), "n_allstar_rows": int(n_stars)}
     gaia_writer.close({**common, "table": "gaiadr3.gaia_source (mock)"})
-    xp_writer.close({**common, "table": "gaiadr3.xp_continuous_mean_spectrum (mock), no correlations"})
+    if settings.xp_correlated_noise:
+        templates = xp_continuous.correlation_templates()
+        group = xp_writer.file.create_group("correlation_templates")
+        for band in ("bp", "rp"):
+            group.create_dataset(band, data=templates["lower"][band])
+        group.attrs["source"] = "real Gaia DR3 correlations (starfm/mock/data/xp_correlations.npz)"
+    xp_writer.close({**common, "table": "gaiadr3.xp_continuous_mean_spectrum (mock)" + (
+        "" if settings.xp_correlated_noise else ", no correlations")})
 
     def cat(parts):
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     apogee.write_fits(paths["allstar"], cat(allstar_parts), apogee.ALLSTAR_FORMATS, "allStar")
     apogee.write_fits(paths["distmass"], cat(distmass_parts), apogee.DISTMASS_FORMATS, "DistMass")
-    truth.write_truth(paths["truth"], cat(truth_parts), common)
+    truth.write_truth(paths["truth"], cat(truth_parts), common, settings)
     manifest = {"n_sources": int(gaia_writer.n), "n_xp_sources": int(xp_writer.n),
                 "n_allstar_rows": int(n_stars), "seed": int(seed), "xp_format": xp_format,
                 "gaia_source": paths["gaia_source"].name, "xp_continuous": paths["xp_continuous"].name,
                 "solution_id": DR3_SOLUTION_ID,
-                "xp_columns_omitted": ["bp_coefficient_correlations", "rp_coefficient_correlations"]}
+                "xp_columns_omitted": [] if settings.xp_correlated_noise else
+                ["bp_coefficient_correlations", "rp_coefficient_correlations"]}
     with atomic_path(paths["manifest"]) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("wrote %d allStar rows, %d Gaia sources, %d with XP", n_stars, gaia_writer.n, xp_writer.n)
@@ -122,7 +144,7 @@ def make_mock_survey(out_dir: str | os.PathLike, n_stars: int = 20000, seed: int
 
 
 def _chunk(n_rows: int, chunk_index: int, seed: int, fields: dict, dust: Combined19Map,
-           zpt_module) -> dict:
+           zpt_module, settings: "MockSettings") -> dict:
     """Generate ``n_rows`` allStar rows (with their duplicates) and everything that goes with them."""
     rng = np.random.default_rng([seed, 1, chunk_index])
     n_dup = int(round(apogee.DUPLICATE_FRACTION * n_rows))
@@ -132,24 +154,32 @@ def _chunk(n_rows: int, chunk_index: int, seed: int, fields: dict, dust: Combine
 
     # distances from an APOGEE-like H selection, with the extinction along the sightline
     abs_j, abs_h, abs_k = photometry.twomass_absolute(stars["teff"], stars["radius"], stars["m_h"])
-    k_jhk = photometry.twomass_extinction()
-    distance, ebv = population.select_distances(abs_h, k_jhk["H"], glon, glat, dust, rng)
-    a_v = R_V * EBV_TRUE_OVER_SFD * ebv
+    r_v = settings.extinction_r_v
+    k_jhk = photometry.twomass_extinction(r_v)
+    distance, ebv_map = population.select_distances(abs_h, k_jhk["H"], glon, glat, dust, rng, r_v)
+    # the map is not the sky: true E(B-V) = map x lognormal(scatter) + offset (>= 0)
+    err_rng = np.random.default_rng([seed, 5, chunk_index])
+    sig = settings.ebv_map_scatter
+    ebv = np.clip(ebv_map * np.exp(sig * err_rng.standard_normal(n) - 0.5 * sig ** 2)
+                  + settings.ebv_map_offset, 0.0, None)
+    a_v = r_v * EBV_TRUE_OVER_SFD * ebv
     dist_mod = 5 * np.log10(distance) + 10
     jhk_true = {b: m + dist_mod + a_v * k_jhk[b] for b, m in zip("JHK", (abs_j, abs_h, abs_k))}
 
     # spectra -> XP coefficients -> synthetic G, BP, RP
     bp_true, rp_true = spectra.xp_coefficients(stars["teff"], stars["logg"], stars["m_h"],
-                                               stars["radius"], distance, a_v)
+                                               stars["radius"], distance, a_v, c_n=stars["c_n"],
+                                               alpha_m=stars["alpha_m"], r_v=r_v)
     mags = spectra.synthetic_gaia_mags(bp_true, rp_true)
     g_true, bp_rp_true = mags[:, 0], mags[:, 1] - mags[:, 2]
 
     out = {"n": n, "n_dup": n_dup, "glon": glon, "glat": glat, "ra": ra, "dec": dec, "field": f,
-           "distance": distance, "ebv": ebv, "a_v": a_v, "g_true": g_true, "bp_rp_true": bp_rp_true,
+           "distance": distance, "ebv": ebv, "ebv_map": ebv_map, "a_v": a_v, "g_true": g_true, "bp_rp_true": bp_rp_true,
            "jhk": jhk_true, **stars}
     out["source_id"] = source_ids(ra, dec, rng)
-    out["gaia"] = gaia_source_rows(out, rng, zpt_module)
-    out["xp"] = xp_continuous_rows(out, bp_true, rp_true, rng)
+    out["gaia"] = gaia_source_rows(out, rng, zpt_module, fields["zp_residual"][f])
+    out["xp"] = xp_continuous_rows(out, bp_true, rp_true, rng, correlated=settings.xp_correlated_noise,
+                                   relevancy=settings.xp_relevancy)
     return out
 
 
@@ -195,6 +225,13 @@ class MockSettings:
     n_stars: int = 20000            # allStar-like rows (733901 = the real DR17 size)
     seed: int = 20260101            # seed of every random draw of the mock survey
     xp_format: str = "fits"         # format in which the mock archive serves XP tables
+    extinction_r_v: float = 3.1     # R_V of the injected Fitzpatrick (1999) law (2-6)
+    parallax_zp_residual_mas: float = 0.01          # zero point the Lindegren recipe leaves: offset ...
+    parallax_zp_residual_scatter_mas: float = 0.01  # ... and its scatter between plates [mas]
+    ebv_map_scatter: float = 0.15   # true E(B-V) = map x lognormal(this) + offset
+    ebv_map_offset: float = 0.005   # [mag, SFD scale]
+    xp_correlated_noise: bool = True  # XP noise with real DR3 coefficient correlations
+    xp_relevancy: str = "snr"       # n_relevant_bases: snr (per-coefficient |c|/err rule) | g (real median vs G)
 
 
 @run_cli
@@ -206,5 +243,5 @@ def cli(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log, args.verbose)
     s = parse_settings(MockSettings, args.settings)
-    make_mock_survey(args.out_dir, n_stars=s.n_stars, seed=s.seed, xp_format=s.xp_format)
+    make_mock_survey(args.out_dir, n_stars=s.n_stars, seed=s.seed, xp_format=s.xp_format, settings=s)
     return 0

@@ -18,23 +18,42 @@ def truth_columns(s, base, is_dup, unmatched, has_xp_base) -> dict:
     return {"apogee_id": s["apogee_id"][base],
             "source_id": np.where(unmatched, 0, s["source_id"])[base],
             "mass": s["mass"][base], "age_gyr": s["age_gyr"][base], "m_h": s["m_h"][base],
+            "alpha_m": s["alpha_m"][base], "c_n": s["c_n"][base],
+            "evol_state": np.where(s["is_red_clump"][base], "RC", "RGB"),
             "teff": s["teff"][base], "logg": s["logg"][base], "luminosity": s["luminosity"][base],
             "radius": s["radius"][base], "distance_kpc": s["distance"][base], "ebv": s["ebv"][base],
+            "ebv_map": s["ebv_map"][base],
             "a_v": s["a_v"][base], "parallax_true": s["gaia"]["_parallax_true"][base],
-            "parallax_zero_point": s["gaia"]["_zero_point"][base], "g_mag": s["g_true"][base],
+            "parallax_zero_point": s["gaia"]["_zero_point"][base],
+            "parallax_zero_point_residual": s["gaia"]["_zero_point_residual"][base], "g_mag": s["g_true"][base],
             "bp_rp": s["bp_rp_true"][base], "h_mag": s["jhk"]["H"][base],
             "glon": s["glon"][base], "glat": s["glat"][base],
             "is_red_clump": s["is_red_clump"][base], "is_duplicate": is_dup,
             "has_xp": has_xp_base[base]}
 
 
-def write_truth(path: str | os.PathLike, truth: dict, common: dict) -> None:
-    """``truth.h5`` with the injected law and conventions as attributes (plus ``common``)."""
+def write_truth(path: str | os.PathLike, truth: dict, common: dict, settings=None) -> None:
+    """``truth.h5`` with the injected law and conventions as attributes (plus ``common``);
+    ``settings`` (:class:`starfm.mock.survey.MockSettings`) gives the law's R_V and the errors."""
+    from starfm.mock.spectra import extinction_law_name
+
+    r_v = float(getattr(settings, "extinction_r_v", R_V))
+    law = EXTINCTION_LAW if r_v == R_V else extinction_law_name(r_v)
     write_table(path, truth, attrs={
-        "extinction_law": EXTINCTION_LAW, "r_v": R_V, "ebv_true_over_sfd": EBV_TRUE_OVER_SFD,
-        "extinction_convention": "A(lambda) = 3.1 * 0.884 * ebv * F99(lambda)/A_V; ebv on the SFD scale",
-        "ebv_evaluation": "written Combined19 map at the true distance: finest HEALPix level, linear in "
-                          "distance modulus (as mwdust.Combined19)",
-        "parallax_zero_point": "Lindegren+2021 zpt.get_zpt + 0.005*clip(G-13,0,4) mas",
-        "age_unit": "Gyr", "mass_age_relation": "t_MS = 10 Gyr 10^(0.15 [M/H]) M^-2.5",
+        "extinction_law": law, "r_v": r_v, "ebv_true_over_sfd": EBV_TRUE_OVER_SFD,
+        "extinction_convention": f"A(lambda) = {r_v:g} * 0.884 * ebv * F99(lambda; R_V={r_v:g})/A_V; "
+                                 "ebv on the SFD scale",
+        "ebv_evaluation": "ebv_map: written Combined19 map at the true distance (finest HEALPix level, "
+                          "linear in distance modulus, as mwdust.Combined19); ebv (true) = ebv_map x "
+                          "exp(s z - s^2/2) + offset, clipped at 0",
+        "ebv_map_scatter": float(getattr(settings, "ebv_map_scatter", 0.0)),
+        "ebv_map_offset": float(getattr(settings, "ebv_map_offset", 0.0)),
+        "parallax_zero_point": "Lindegren+2021 zpt.get_zpt + 0.005*clip(G-13,0,4) mas + residual "
+                               "(parallax_zero_point_residual: offset + per-plate scatter)",
+        "xp_correlated_noise": bool(getattr(settings, "xp_correlated_noise", False)),
+        "xp_relevancy": str(getattr(settings, "xp_relevancy", "snr")),
+        "age_unit": "Gyr",
+        "mass_age_relation": "ln(t/Gyr) = 2.386 - 3.476 ln M + 0.521 [M/H] + 0.443 [a/M] (RGB), "
+                             "2.197 - 2.963 ln M + 0.483 [M/H] + 0.181 [a/M] (RC), + N(0, 0.05)",
+        "evol_state": "RGB or RC (is_red_clump)",
         **common})

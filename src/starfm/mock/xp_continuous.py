@@ -1,11 +1,32 @@
 """The mock survey's XP rows: archive ``xp_continuous_mean_spectrum`` columns of noisy coefficients.
 
 XP errors follow err_k^2 = a_k^2 F_G + b_k^2 F_G^2 fitted, per coefficient, to 2,000 real DR3
-sources; noise drawn with sigma = error * standard_deviation (how GaiaXPy scales the
-covariance). ``n_relevant_bases`` follows the real median against G. Sources fainter than
-G = 17.65 (and a random 6 %) have no XP; 1 % lack one band.
+sources; noise drawn with covariance (error * standard_deviation)_j (error * standard_deviation)_k
+C_jk (how GaiaXPy scales the covariance), C the coefficient correlation matrix of a real DR3 star
+(``data/xp_correlations.npz``: the 20 stars of ``../shared/realdata/xp`` that carry both
+bands' correlations) of the nearest G and BP-RP (distance in (G/2, BP-RP)): one Cholesky factor
+per real matrix, the draws batched by matrix. The archive table then carries that matrix in
+``*_coefficient_correlations`` (the store keeps a per-row index into the matrices,
+``*_correlation_template``, and :class:`starfm.mock.archive.MockGaiaArchive` expands it).
+``mock.xp_correlated_noise: false`` draws independent noise (and serves zero correlations).
+
+``n_relevant_bases`` = 1 + the index of the last noisy coefficient with |c_k| / err_k > T_band.
+On the 2,000 real sources of ``xp_spectral_lines/xp_continuous_combined_chunk0.fits`` (which
+carry coefficients, errors and n_relevant_bases; G from the synthetic photometry of their
+coefficients) T = 3 gives the archive's value to a median difference of 0-1 bases in both bands
+(correlation 0.46). The mock's model giants, though, carry more significant structure in
+coefficients 5-20 than those (mostly faint, not red-giant) real sources, so T = 3 would call
+nearly all 55 bases relevant; T_band (:data:`RELEVANCY_SNR`: 20 in both bands) is instead set so that
+the mock's median n_relevant_bases against G follows the real one at G = 12-15 (where most
+mock sources lie; within 5 bases, tests/test_mock_survey.py checks it). Outside, the step-like
+S/N of the model spectra's coefficients shows: brighter than G = 12 the mock's BP calls ~54 bases
+relevant (real: 17-27), at G = 15-16 2-3 (real: 6). ``mock.xp_relevancy: g`` restores the older draw
+from the real median against G. Sources fainter than G = 17.65 (and a random 6 %) have no XP; 1 % lack one band.
 """
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 import numpy as np
 
@@ -13,7 +34,11 @@ from starfm.archive_formats import DR3_SOLUTION_ID, XP_BASIS_FUNCTION_ID, XP_STO
 from starfm.tokens import g_flux
 from starfm.xp_tables import N_COEFFICIENTS
 
-XP_DTYPES = XP_STORE_DTYPES        # xp_continuous.h5: the archive columns but the correlations
+# xp_continuous.h5: the archive columns but the correlations, plus an index per band into the
+# real correlation matrices stored in the group ``correlation_templates`` (-1: none)
+XP_DTYPES = {**XP_STORE_DTYPES, "bp_correlation_template": "i2", "rp_correlation_template": "i2"}
+CORRELATION_FILE = Path(__file__).resolve().parent / "data" / "xp_correlations.npz"
+RELEVANCY_SNR = {"bp": 20.0, "rp": 20.0}   # n_relevant_bases: last coefficient with |c|/err above this, + 1
 NO_XP_RANDOM_FRACTION = 0.06       # besides every G > 17.65 source
 MISSING_BAND_FRACTION = 0.01
 
@@ -45,6 +70,51 @@ N_RELEVANT_MEDIAN = {"bp": np.array([26, 13, 10, 9, 7, 6, 5, 4, 3, 3.0]),
                      "rp": np.array([25, 8, 7, 6, 5, 4, 4, 3, 3, 3.0])}
 
 
+@functools.lru_cache(maxsize=1)
+def correlation_templates() -> dict:
+    """The real correlation matrices: ``g``, ``bp_rp`` (n_t,), per band ``lower`` (n_t, 1485,
+    archive order) and ``cholesky`` (n_t, 55, 55)."""
+    d = np.load(CORRELATION_FILE)
+    out = {"g": d["g"].astype(float), "bp_rp": d["bp_rp"].astype(float), "lower": {}, "cholesky": {}}
+    tril = np.tril_indices(N_COEFFICIENTS, -1)
+    for band in ("bp", "rp"):
+        lower = d[band].astype(np.float32)
+        mat = np.zeros((len(lower), N_COEFFICIENTS, N_COEFFICIENTS))
+        mat[:, tril[0], tril[1]] = lower
+        mat = mat + np.transpose(mat, (0, 2, 1)) + np.eye(N_COEFFICIENTS)[None]
+        out["lower"][band] = lower
+        out["cholesky"][band] = np.linalg.cholesky(mat)
+    return out
+
+
+def nearest_template(g, bp_rp) -> np.ndarray:
+    """Index of the real correlation matrix of the nearest (G/2, BP-RP) for each star."""
+    t = correlation_templates()
+    d2 = ((np.asarray(g, float)[:, None] - t["g"][None, :]) / 2.0) ** 2 \
+        + (np.asarray(bp_rp, float)[:, None] - t["bp_rp"][None, :]) ** 2
+    return np.argmin(np.nan_to_num(d2, nan=np.inf), axis=1).astype(np.int16)
+
+
+def correlated_normal(band: str, template: np.ndarray, rng) -> np.ndarray:
+    """(n, 55) standard normal draws with correlation matrix ``template`` (index) of each row:
+    z = L_t e, batched over the rows sharing a matrix."""
+    chol = correlation_templates()["cholesky"][band]
+    e = rng.standard_normal((len(template), N_COEFFICIENTS))
+    z = np.empty_like(e)
+    for t in np.unique(template):                       # <= 20 matrices: a loop over templates
+        rows = template == t
+        z[rows] = e[rows] @ chol[t].T
+    return z
+
+
+def relevant_bases(coef: np.ndarray, err: np.ndarray, threshold: float) -> np.ndarray:
+    """1 + index of the last coefficient with |c_k| / err_k > ``threshold`` (0 when none)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sig = np.abs(coef) / err > threshold
+    last = coef.shape[1] - 1 - np.argmax(sig[:, ::-1], axis=1)
+    return np.where(sig.any(axis=1), last + 1, 0)
+
+
 def xp_coefficient_errors(band: str, g_flux: np.ndarray) -> np.ndarray:
     """Median (no scatter) archive coefficient errors (n, 55) for G-band fluxes F_G [e-/s]."""
     log_a, log_b = XP_ERROR_LOG10[band]
@@ -53,9 +123,12 @@ def xp_coefficient_errors(band: str, g_flux: np.ndarray) -> np.ndarray:
     return np.sqrt(a ** 2 * f + b ** 2 * f ** 2)
 
 
-def xp_continuous_rows(s: dict, bp_true, rp_true, rng) -> dict:
+def xp_continuous_rows(s: dict, bp_true, rp_true, rng, correlated: bool = True,
+                       relevancy: str = "snr") -> dict:
     """Archive XP columns (:data:`XP_DTYPES`) of a chunk's stars ``s`` from their noise-free
-    coefficients, plus ``_has_xp`` (whether the archive has a spectrum of the star)."""
+    coefficients, plus ``_has_xp`` (whether the archive has a spectrum of the star).
+    ``correlated``: noise with real coefficient correlations; ``relevancy``: ``snr`` (the
+    signal-to-noise rule) or ``g`` (drawn from the real median against G)."""
     n = s["n"]
     g = s["gaia"]["phot_g_mean_mag"].astype(float)
     f_g = g_flux(g)
@@ -67,12 +140,22 @@ def xp_continuous_rows(s: dict, bp_true, rp_true, rng) -> dict:
         scatter = np.exp(rng.normal(0, XP_ERROR_SCATTER, (n, 1)) + rng.normal(0, 0.1, (n, N_COEFFICIENTS)))
         err = xp_coefficient_errors(band, f_g) * scatter
         std = 1.0 + rng.gamma(2.0, 0.04, n)
-        coef = true + err * std[:, None] * rng.standard_normal(true.shape)
-        med = np.interp(g, N_RELEVANT_G, N_RELEVANT_MEDIAN[band])
-        n_rel = np.round(med * np.exp(rng.normal(0, 0.35, n)))
-        tail = rng.random(n) < 0.1
-        n_rel[tail] = rng.integers(10, 56, tail.sum())
-        n_rel = np.clip(n_rel, 2, 55)
+        if correlated:
+            template = nearest_template(g, s["gaia"]["bp_rp"])
+            z = correlated_normal(band, template, rng)
+        else:
+            template = np.full(n, -1, np.int16)
+            z = rng.standard_normal(true.shape)
+        coef = true + err * std[:, None] * z
+        if relevancy == "snr":
+            n_rel = np.clip(relevant_bases(coef, err, RELEVANCY_SNR[band]), 2, 55)
+        else:
+            med = np.interp(g, N_RELEVANT_G, N_RELEVANT_MEDIAN[band])
+            n_rel = np.round(med * np.exp(rng.normal(0, 0.35, n)))
+            tail = rng.random(n) < 0.1
+            n_rel[tail] = rng.integers(10, 56, tail.sum())
+            n_rel = np.clip(n_rel, 2, 55)
+        cols[f"{band}_correlation_template"] = np.where(absent, -1, template).astype(np.int16)
         n_meas = np.clip(np.round(np.exp(rng.normal(np.log(1500 if band == "bp" else 2000), 0.4, n))), 300, 30000)
         dof = n_meas - N_COEFFICIENTS
         cols[f"{band}_basis_function_id"] = np.where(absent, 0, XP_BASIS_FUNCTION_ID[band]).astype(np.int16)
