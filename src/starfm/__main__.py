@@ -21,7 +21,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "train": ("starfm.train:cli", "train the transformer foundation model"),
     "baseline": ("starfm.baseline:cli", "train the XGBoost baseline"),
     "evaluate": ("starfm.evaluate:cli", "metrics of the model and the baseline on the test split"),
-    "figures": ("starfm.figures:cli", "the paper's figures"),
+    "figures": ("starfm.figures:cli", "one of the paper's figures (PNG, PDF, its numbers, its caption)"),
+    "report-tables": ("starfm.report_tables:cli", "the report's summary page: metrics, configuration, run times"),
 }
 
 
