@@ -125,6 +125,7 @@ class FigureInputs:
     def setting(self, name: str) -> dict | None:
         """Columns of ``settings/<name>`` in predictions.h5, or None when not evaluated."""
         import h5py
+        self.predictions                   # reads and checks the file (source_ids vs the dataset)
         with h5py.File(self._predictions, "r") as f:
             if f"settings/{name}" not in f:
                 return None

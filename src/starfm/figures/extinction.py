@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ def prepare_extinction_curve(ds, model, batch_size: int = 4096) -> dict:
     c = recover_extinction_curve(model, truth_attrs if isinstance(truth_attrs, dict) else None,
                                  batch_size=batch_size)
     lam = c.wavelength_nm
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # all-NaN columns of a poor model
         ln_median = np.nanmedian(c.ln_form.reshape(-1, len(lam)), axis=0)
         spread = np.nanstd(c.a_over_ebv.reshape(-1, len(lam)), axis=0)
     out = {"wavelength": lam, "logg": c.logg, "teff": c.teff, "ebv": c.ebv,
