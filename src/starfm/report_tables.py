@@ -67,10 +67,10 @@ def metrics_html(metrics: dict) -> str:
                     f"<td>{_fmt(t.get('zscore_robust_std'), '.2f')}</td><td>{t.get('n', '-')}</td>"
                     f"<td>{_fmt(x.get('scatter'), f)}</td><td>{_fmt(x.get('bias'), f)}</td>"
                     f"<td>{x.get('n', '-')}</td></tr>")
-        listed = s.get("inputs")
-        if listed:
-            inputs.append(f"<li><b>{html.escape(name)}</b> ({len(listed)} tokens): "
-                          f"{html.escape(', '.join(map(str, listed)))}</li>")
+        for who, listed in (("", s.get("inputs")), (" (XGBoost)", s.get("xgboost_inputs"))):
+            if listed:
+                inputs.append(f"<li><b>{html.escape(name)}</b>{who} ({len(listed)} tokens): "
+                              f"{html.escape(', '.join(map(str, listed)))}</li>")
     n_test = metrics.get("n_test", "?")
     return (f"<h2>Metrics on the test split ({n_test} stars)</h2><p>scatter = 1.4826 MAD and bias = "
             "median of prediction - label (natural units, age in Gyr); z = (mean - label) / "

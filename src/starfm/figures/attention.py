@@ -54,9 +54,9 @@ def plot_cross_attention(d: dict):
     fig, axes = pyplot.subplots(1, 3, figsize=(20, 6), constrained_layout=True)
     vmax = max(np.nanmax(d["low"]), np.nanmax(d["high"]))
     dmax = np.nanmax(np.abs(d["diff"])) or 1.0
-    panels = [("low", f"E(B-V) = {d['ebv'][0]:.3f} (dust-free)", "viridis", 0, vmax),
+    panels = [("low", f"E(B-V) = {d['ebv'][0]:.3f} (low-E reference)", "viridis", 0, vmax),
               ("high", f"E(B-V) = {d['ebv'][1]:.2f}", "viridis", 0, vmax),
-              ("diff", "difference (high - dust-free)", "RdBu_r", -dmax, dmax)]
+              ("diff", "difference (high - low E)", "RdBu_r", -dmax, dmax)]
     for ax, (key, title, cmap, lo, hi) in zip(axes, panels):
         im = ax.imshow(d[key].T, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
         ax.set_xticks(range(len(d["outputs"])), [NAMES[o] for o in d["outputs"]], rotation=45)

@@ -222,7 +222,11 @@ def prepare_age_metallicity(ds, model, s: AgeMetallicitySettings = AgeMetallicit
     v = ds.values
     lg, mh, la = (v[:, tokens.TOKEN_INDEX[k]].astype(float) for k in ("logg", "m_h", "ln_age"))
     near = (np.abs(lg - s.logg) < s.logg_window) & np.isfinite(mh) & np.isfinite(la)
-    return {"m_h": m_h, "age": np.exp(mu), "age_lo": np.exp(mu - sig), "age_hi": np.exp(mu + sig),
+    edges = np.linspace(*s.m_h_range, 13)
+    which = np.digitize(mh[near], edges) - 1
+    obs_median = np.array([np.median(np.exp(la[near][which == b])) if np.sum(which == b) >= 10
+                           else np.nan for b in range(len(edges) - 1)])   # 12 bins, not stars
+    return {"m_h": m_h, "obs_bin_m_h": 0.5 * (edges[1:] + edges[:-1]), "obs_bin_median": obs_median, "age": np.exp(mu), "age_lo": np.exp(mu - sig), "age_hi": np.exp(mu + sig),
             "ln_age_sigma": sig, "obs_m_h": mh[near], "obs_age": np.exp(la[near]),
             "logg": s.logg, "logg_window": s.logg_window}
 
@@ -236,6 +240,8 @@ def plot_age_metallicity(d: dict):
     ax.fill_between(d["m_h"], d["age_lo"], d["age_hi"], color="tab:blue", alpha=0.3, lw=0,
                     label=r"model $\pm 1\sigma$")
     ax.plot(d["m_h"], d["age"], color="tab:blue", lw=2, label="model mean")
+    ax.plot(d["obs_bin_m_h"], d["obs_bin_median"], "k--o", ms=4,
+            label="catalogue median per [M/H] bin (>= 10 stars)")
     ax.set(xlabel=LABEL_TEXT["m_h"], ylabel=LABEL_TEXT["age"], ylim=(0, None),
            title=f"Fig. 15: age-[M/H] relation predicted at log g = {d['logg']:g} (from logg, [M/H])")
     ax.legend(fontsize=8)
@@ -249,7 +255,11 @@ def build_age_metallicity(inputs, s):
                "age_at_mh_0": finite_float(d["age"][at(0.0)]),
                "ln_age_sigma_at_mh_minus2": finite_float(d["ln_age_sigma"][at(-2.0)]),
                "ln_age_sigma_at_mh_0": finite_float(d["ln_age_sigma"][at(0.0)]),
-               "n_observed_near": int(len(d["obs_m_h"]))}
+               "n_observed_near": int(len(d["obs_m_h"])),
+               "observed_median_age_at_mh_minus2": finite_float(
+                   d["obs_bin_median"][int(np.argmin(np.abs(d["obs_bin_m_h"] + 2.0)))]),
+               "observed_median_age_at_mh_0": finite_float(
+                   d["obs_bin_median"][int(np.argmin(np.abs(d["obs_bin_m_h"])))])}
     return plot_age_metallicity(d), numbers
 
 

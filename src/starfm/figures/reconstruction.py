@@ -96,14 +96,14 @@ def plot_reconstructed_spectra(d: dict):
         ax.plot(d["wavelength"], d["nn"][k], color="tab:red", lw=1.0, label="reconstructed")
         ax.set_title(f"{d['percentiles'][k]}th percentile: RMSE = {100 * d['rmse'][k]:.2f} % "
                      f"(source {d['source_id'][k]})", fontsize=9)
-        ax.text(0.98, 0.96, f"$T_{{\\rm eff}}$ {d['teff'][k]:.0f} K, log g {d['logg'][k]:.2f}, "
+        ax.text(0.98, 0.03, f"$T_{{\\rm eff}}$ {d['teff'][k]:.0f} K, log g {d['logg'][k]:.2f}, "
                 f"[M/H] {d['m_h'][k]:+.2f}\n$M$ {d['mass'][k]:.2f} M$_\\odot$, age "
                 f"{d['age'][k]:.1f} Gyr, E(B-V) {d['ebv'][k]:.2f}\nNN distance {d['d_nn'][k]:.2f} kpc"
                 f", Gaia 1/$\\varpi$ {d['d_gaia'][k]:.2f} kpc", transform=ax.transAxes, ha="right",
-                va="top", fontsize=7.5, bbox=dict(fc="white", alpha=0.8, lw=0))
+                va="bottom", fontsize=7.5, bbox=dict(fc="white", alpha=0.6, lw=0))
         ax.set(xlabel=r"$\lambda$ [nm]", ylabel=r"flux [W m$^{-2}$ nm$^{-1}$]")
         if k == 0:
-            ax.legend(fontsize=8, loc="lower right")
+            ax.legend(fontsize=8, loc="upper left")
     fig.suptitle("Fig. 8: observed vs reconstructed XP spectra (from Teff, logg, [M/H], mass, age, "
                  "E(B-V)), test stars at RMSE percentiles")
     return fig

@@ -31,9 +31,23 @@ FIGURE_LABELS = {"fig04_atmospheric_parameters": ["teff", "logg", "m_h"],
 def setting_tables(inputs) -> dict[str, dict | None]:
     """{setting: its predictions table, or None when evaluate has not produced it}."""
     tables = {s: inputs.setting(s) for s in dict.fromkeys(p[1] for p in PANELS)}
-    if tables["standard"] is None:          # today's root columns are the standard setting
+    tables["standard_source"] = "settings/standard"
+    if tables["standard"] is None:          # evaluate's root columns stand in for it
         tables["standard"] = inputs.predictions
+        tables["standard_source"] = root_description(inputs)
     return tables
+
+
+def root_description(inputs) -> str:
+    """What the root columns of predictions.h5 are: the transformer inputs evaluate recorded."""
+    from starfm.io import read_attrs
+    listed = read_attrs(inputs._predictions).get("transformer_inputs")
+    if listed is None:
+        return "root columns"
+    listed = [str(t) for t in listed]
+    extra = [t for t in listed if not (t.startswith("bp") or t.startswith("rp"))
+             or t == "bp_rp"]
+    return f"root columns ({len(listed)} inputs: XP + {', '.join(extra)})"
 
 
 def prepare_spectra_to_labels(tables: dict, labels: list[str]) -> dict:
@@ -62,7 +76,8 @@ def prepare_spectra_to_labels(tables: dict, labels: list[str]) -> dict:
     return out
 
 
-def plot_spectra_to_labels(d: dict, labels: list[str], title: str):
+def plot_spectra_to_labels(d: dict, labels: list[str], title: str,
+                           standard_source: str = "settings/standard"):
     pyplot = plt()
     fig, axes = pyplot.subplots(len(labels), len(PANELS), figsize=(4.2 * len(PANELS), 3.7 * len(labels)),
                                 constrained_layout=True, squeeze=False)
@@ -85,6 +100,8 @@ def plot_spectra_to_labels(d: dict, labels: list[str], title: str):
                 ax.set(xlabel=f"catalogue {name}", ylabel=f"predicted {name}")
             if row == 0:
                 ax.set_title(f"({panel}) {ptitle}", fontsize=10)
+                if setting == "standard" and standard_source != "settings/standard":
+                    ax.set_title(f"({panel}) {ptitle.split(',')[0]}: {standard_source}", fontsize=7)
     fig.suptitle(title)
     return fig
 
@@ -111,8 +128,10 @@ def _numbers(d: dict, labels: list[str]) -> dict:
 def _builder(name: str, title: str):
     def build(inputs, settings):
         labels = FIGURE_LABELS[name]
-        d = prepare_spectra_to_labels(setting_tables(inputs), labels)
-        return plot_spectra_to_labels(d, labels, title), _numbers(d, labels)
+        tables = setting_tables(inputs)
+        d = prepare_spectra_to_labels(tables, labels)
+        numbers = {**_numbers(d, labels), "standard_source": tables["standard_source"]}
+        return plot_spectra_to_labels(d, labels, title, tables["standard_source"]), numbers
     return build
 
 

@@ -38,7 +38,9 @@ def prepare_unseen_colours(ds, model, batch_size: int = 4096) -> dict:
         out[c] = {"observed": obs[ok], "predicted": pred[ok], "sigma": sig[ok],
                   "scatter": robust_scatter(pred[ok] - obs[ok]),
                   "bias": float(np.median(pred[ok] - obs[ok])) if ok.any() else float("nan"),
-                  "n": int(ok.sum())}
+                  "n": int(ok.sum()),
+                  "pearson_r": float(np.corrcoef(pred[ok], obs[ok])[0, 1]) if ok.sum() > 2
+                  else float("nan")}
     return out
 
 
@@ -49,7 +51,8 @@ def plot_unseen_colours(d: dict):
         e = d[c]
         one_to_one(ax, fig, e["observed"], e["predicted"], colour=e["sigma"],
                    colour_label=r"$\sigma_{\rm model}$ [mag]",
-                   text=f"$\\sigma$ = {e['scatter']:.3f} mag\nbias = {e['bias']:.3f}\nn = {e['n']}")
+                   text=f"$\\sigma$ = {e['scatter']:.3f} mag\nbias = {e['bias']:.3f}\n"
+                        f"Pearson r = {e['pearson_r']:.2f}\nn = {e['n']}")
         trained = "never requested in training" if c in d["never_request"] else \
             "NOTE: requested in training"
         ax.set(xlabel=f"observed {LABEL_TEXT[c]}", ylabel=f"predicted {LABEL_TEXT[c]}",
@@ -61,7 +64,8 @@ def plot_unseen_colours(d: dict):
 def build(inputs, settings):
     d = prepare_unseen_colours(inputs.ds, inputs.model)
     numbers = {c: {"scatter_mag": finite_float(d[c]["scatter"]), "bias_mag": finite_float(d[c]["bias"]),
-                   "n": d[c]["n"], "never_requested": c in d["never_request"]} for c in COLOURS}
+                   "n": d[c]["n"], "pearson_r": finite_float(d[c]["pearson_r"]),
+                   "never_requested": c in d["never_request"]} for c in COLOURS}
     return plot_unseen_colours(d), numbers
 
 
