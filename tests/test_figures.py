@@ -353,3 +353,34 @@ def test_bad_inputs(data, tmp_path):
     write_table(tmp_path / "x.h5", {"a": np.zeros(3)})
     with pytest.raises(StarfmInputError, match="source_id"):
         FigureInputs(None, None, tmp_path / "x.h5").predictions
+
+
+def test_extinction_curve_json_of_a_perfect_model_is_near_zero(tmp_path):
+    """With the mock survey's own noise-free physics as the model, the recovered law is the
+    injected one: extinction_curve.json says so (median |dA/A| over 400-900 nm well below 1 %)."""
+    from test_extinction_curve import MOCK_TRUTH_ATTRS, MockPhysicsModel
+
+    from starfm.figures.extinction import build
+
+    write_synthetic_dataset(tmp_path / "dataset.h5", n_stars=60, seed=2)
+    with h5py.File(tmp_path / "dataset.h5", "a") as f:
+        f.attrs["truth_attrs"] = "json:" + json.dumps(MOCK_TRUTH_ATTRS)
+    inputs = FigureInputs(tmp_path / "dataset.h5", MockPhysicsModel())
+    _, numbers = build(inputs, None, extra_outputs=[tmp_path / "extinction_curve.json"])
+    out = json.loads((tmp_path / "extinction_curve.json").read_text())
+    assert set(out) >= {"median_abs_rel_error", "law"}
+    assert out["law"] == "F99 R_V = 3.1"
+    assert 0 <= out["median_abs_rel_error"] < 0.005
+    assert numbers["median_abs_rel_error"] == out["median_abs_rel_error"]
+    # a model whose extinction is 20 % too strong is caught (the number can fail)
+
+    class TooDusty(MockPhysicsModel):
+        def predict(self, values, errors=None, inputs=None, outputs=("mass",), batch_size=4096):
+            values = np.array(values, float)
+            k = tokens.TOKEN_INDEX["ln_ebv"]
+            values[:, k] = values[:, k] + np.log(1.2)
+            return super().predict(values, errors, inputs, outputs, batch_size)
+    build(FigureInputs(tmp_path / "dataset.h5", TooDusty()), None,
+          extra_outputs=[tmp_path / "dusty.json"])
+    dusty = json.loads((tmp_path / "dusty.json").read_text())["median_abs_rel_error"]
+    assert 0.1 < dusty < 0.3
