@@ -23,6 +23,8 @@ DIST_NAME = {
     "dust_extinction": "dust_extinction", "sklearn": "scikit-learn",
 }
 STDLIB = set(sys.stdlib_module_names)
+# a rule's stage call: {STARFM} <stage>, or {params.starfm} <stage> (lint-clean rules)
+STAGE_CALL = r"\{(?:STARFM|params\.starfm)\} ([\w-]+)"
 
 
 def _rules():
@@ -42,6 +44,11 @@ def _stage_modules(module: str, seen=None) -> set[str]:
         return seen
     seen.add(module)
     path = ROOT / "src" / (module.replace(".", "/") + ".py")
+    package = path.with_suffix("")
+    if package.is_dir():          # a package (starfm.figures): all its modules
+        for sub in sorted(package.glob("*.py")):
+            _stage_modules(module + ("" if sub.stem == "__init__" else f".{sub.stem}"), seen)
+        return seen
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
         if isinstance(node, ast.Import):
@@ -58,6 +65,8 @@ def _third_party_imports(modules: set[str]) -> set[str]:
     found = set()
     for module in modules:
         path = ROOT / "src" / (module.replace(".", "/") + ".py")
+        if not path.exists():
+            path = path.with_suffix("") / "__init__.py"
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 found |= {a.name.split(".")[0] for a in node.names}
@@ -85,7 +94,7 @@ def test_every_rule_is_thin_and_calls_one_stage():
     for name, body, path in rules:
         shell = re.search(r"shell:\s*\n((?:\s+\".*\"\n?)+)", body)
         assert shell, f"{path.name}: rule {name} has no shell command"
-        stages = re.findall(r"\{STARFM\} ([\w-]+)", shell.group(1))
+        stages = re.findall(STAGE_CALL, shell.group(1))
         assert len(stages) == 1, f"rule {name} must call exactly one stage, got {stages}"
         assert stages[0] in STAGES, f"rule {name} calls unknown stage {stages[0]}"
         assert "log:" in body, f"rule {name} has no log"
@@ -99,7 +108,7 @@ def test_conda_env_lists_what_the_stage_imports(rule):
     env_file = (path.parent / env_rel).resolve()
     assert env_file.exists(), f"rule {name}: env {env_file} missing"
     pins = _env_packages(env_file)
-    stage = re.search(r"\{STARFM\} ([\w-]+)", body).group(1)
+    stage = re.search(STAGE_CALL, body).group(1)
     module = STAGES[stage][0].split(":")[0]
     needed = _third_party_imports(_stage_modules(module))
     missing = sorted(DIST_NAME.get(n, n).lower() for n in needed
@@ -184,7 +193,10 @@ def test_no_mock_branch_after_the_data_sources():
         if module == "starfm.gaia_query":
             imported -= {"starfm.gaia_archive"}
         assert not imported & {"starfm.mock_survey", "starfm.mock_spectra"}, stage
-        source = (ROOT / "src" / (module.replace(".", "/") + ".py")).read_text()
+        source_path = ROOT / "src" / (module.replace(".", "/") + ".py")
+        if not source_path.exists():
+            source_path = source_path.with_suffix("") / "__init__.py"
+        source = source_path.read_text()
         assert "mode" not in re.findall(r"config\[['\"](\w+)", source), stage
     for name, body, path in _rules():
         if path.name in ("sources.smk", "common.smk"):

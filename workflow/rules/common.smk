@@ -46,6 +46,10 @@ def archive_args():
     return "--archive gaia"
 
 
+# benchmark files of the source stages (the report's run-time table)
+SOURCE_BENCHMARKS = [R("benchmarks/mock_survey.tsv")] if MODE == "mock" else []
+
+
 def dust_map_inputs():
     return [R("mock/dust/combined19/combine19.h5")] if MODE == "mock" else []
 

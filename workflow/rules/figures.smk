@@ -49,16 +49,10 @@ for _name, _entry in FIGURE_REGISTRY.FIGURES.items():
             " {params.extra} --settings {params.settings} --log {log}"
 
 
-rule figures:
-    input:
-        FIGURES,
-
-
 # The report's summary page: metrics of every input setting, the configuration, the run times.
-STAGE_BENCHMARKS = [R(f"benchmarks/{stage}.tsv") for stage in
-                    (["mock_survey"] if MODE == "mock" else [])
-                    + ["labels", "gaia_source", "gaia_xp", "zero_point", "dust", "assemble", "train",
-                       "baseline", "evaluate"]]
+STAGE_BENCHMARKS = SOURCE_BENCHMARKS + [
+    R(f"benchmarks/{stage}.tsv") for stage in ["labels", "gaia_source", "gaia_xp", "zero_point",
+                                               "dust", "assemble", "train", "baseline", "evaluate"]]
 
 
 rule report_summary:
