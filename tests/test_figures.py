@@ -384,3 +384,77 @@ def test_extinction_curve_json_of_a_perfect_model_is_near_zero(tmp_path):
           extra_outputs=[tmp_path / "dusty.json"])
     dusty = json.loads((tmp_path / "dusty.json").read_text())["median_abs_rel_error"]
     assert 0.1 < dusty < 0.3
+
+
+class ParametricModel(FakeModel):
+    """Known answers for parameter grids: Teff = 4000 + 500 mass, logg = 2.5, XP tokens all 1e-3
+    (bp0 and rp0 2e-2), pseudo-luminosity = 100 mass; cross-attention weights = E(B-V) x a fixed
+    pattern (so the map at two E differs by exactly their difference times the pattern)."""
+
+    def predict(self, values, errors=None, inputs=None, outputs=("mass",), batch_size=4096):
+        self.calls.append((list(inputs), list(outputs)))
+        values = np.asarray(values, float)
+        mass = np.nan_to_num(values[:, tokens.TOKEN_INDEX["mass"]], nan=1.0)
+        cols = []
+        for o in outputs:
+            cols.append({"teff": 4000 + 500 * mass, "logg": np.full(len(mass), 2.5),
+                         "pseudo_luminosity": 100 * mass,
+                         "bp0": np.full(len(mass), 2e-2), "rp0": np.full(len(mass), 2e-2)}
+                        .get(o, np.full(len(mass), 1e-3)))
+        mean = np.stack(cols, axis=1)
+        return mean, np.full(mean.shape, 0.05)
+
+    def cross_attention(self, values, inputs=None, outputs=("mass",)):
+        ebv = np.exp(np.asarray(values, float)[:, tokens.TOKEN_INDEX["ln_ebv"]])
+        pattern = np.arange(len(outputs) * len(inputs), dtype=float).reshape(len(outputs), -1)
+        return ebv[:, None, None] * pattern[None], list(inputs)
+
+    token_index = {}
+
+
+def test_generated_spectra_follow_the_isochrone_and_the_luminosity():
+    from starfm.figures.generated_spectra import Settings, build, prepare_generated_spectra
+    model = ParametricModel()
+    d = prepare_generated_spectra(model, Settings(n_steps=3))
+    # the isochrone (Teff, logg) comes from mass, ln age, [M/H], E(B-V); then the spectra from all six
+    assert model.calls[0] == (["mass", "ln_age", "m_h", "ln_ebv"], ["teff", "logg"])
+    assert model.calls[1][0] == ["teff", "logg", "m_h", "mass", "ln_age", "ln_ebv"]
+    np.testing.assert_allclose(d["mass"]["teff"], 4000 + 500 * np.array([1.05, 1.10, 1.15]))
+    np.testing.assert_allclose(d["age"]["age"], [7.0, 7.5, 8.0])
+    # flux at 10 pc: G = 5 log10(L / 100) so F_G, and every flux, scales as L^-2 = mass^-2 here
+    _, numbers = build(FigureInputs(model=ParametricModel()), Settings(n_steps=3))
+    assert numbers["mass"]["flux_ratio_last_first"] == pytest.approx((1.15 / 1.05) ** -2, rel=1e-9)
+    assert numbers["age"]["flux_ratio_last_first"] == pytest.approx(1.0)
+    # G-normalised spectra do not depend on the luminosity: identical for every [M/H] here
+    np.testing.assert_allclose(d["m_h"]["norm_flux"][0], d["m_h"]["norm_flux"][-1])
+
+
+def test_cross_attention_maps_and_their_difference():
+    from starfm.figures.attention import INPUTS, OUTPUTS, Settings, prepare_cross_attention
+    d = prepare_cross_attention(ParametricModel(), Settings(ebv_high=0.5))
+    assert d["inputs"] == INPUTS and d["outputs"] == OUTPUTS
+    assert d["ebv"][1] == 0.5
+    pattern = np.arange(len(OUTPUTS) * len(INPUTS), dtype=float).reshape(len(OUTPUTS), -1)
+    np.testing.assert_allclose(d["high"], 0.5 * pattern)
+    np.testing.assert_allclose(d["diff"], (0.5 - d["ebv"][0]) * pattern)
+
+
+def test_physical_validation_uses_no_parallax_for_distance(data):
+    from starfm.figures.physical_validation import XP_CONTEXT, prepare_physical_validation
+    d, _ = data
+    ds = read_dataset(d / "dataset.h5")
+    model = OracleModel()
+    p = prepare_physical_validation(ds, model, read_table(d / "pred.h5"))
+    (in1, out1), (in2, out2) = model.calls
+    assert out1 == ["ln_ebv"] and "ln_ebv" not in in1 and in1[:58] == XP_CONTEXT
+    assert out2 == ["pseudo_luminosity"] and "pseudo_luminosity" not in in2
+    assert p["ebv_scatter"] == 0.0                      # the oracle returns the reference E(B-V)
+    # oracle pseudo-luminosity = the stored token: distance = 10^(G/5) / L = 1 / parallax_token
+    test = ds.is_test
+    g = read_table(d / "dataset.h5", ["phot_g_mean_mag"], group="meta")["phot_g_mean_mag"][test]
+    lum = ds.column("pseudo_luminosity")[test].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = 10 ** (g / 5) / lum
+    ok = np.isfinite(lum)                     # (absent tokens: the oracle answers 1)
+    assert ok.sum() > 50
+    np.testing.assert_allclose(p["d_spec"][ok], expected[ok], rtol=1e-6)
