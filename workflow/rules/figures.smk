@@ -2,6 +2,10 @@
 # list of figures, src/starfm/figures/registry.py (pure data, loaded here by path). Each job
 # writes <name>.png/.pdf, a JSON of its numbers and its report caption: the template
 # workflow/report/<name>.rst rendered with those numbers (the report shows the rendered one).
+# Why: Snakemake 9 renders a caption as Jinja2 with `snakemake` (input, output, params,
+# wildcards, config) but cannot read a file's content from it, and a caption path is fixed per
+# rule (no wildcards); a caption that is an output of its own job, read when the report is built,
+# is what lets it quote the run's numbers.
 import importlib.util
 
 _registry_spec = importlib.util.spec_from_file_location(
