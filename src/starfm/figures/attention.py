@@ -1,7 +1,8 @@
 """Fig. 17: cross-attention maps of the decoder at E(B-V) ~ 0 and at high E(B-V), and their difference.
 
 One red giant (Teff 4700 K, logg 2.5, [M/H] 0, as the paper's Fig. 16 star) is shown to the model
-twice: at the dust-free E(B-V) (:func:`starfm.extinction_curve.reference_ebv`) and at a high one.
+twice: at the low-extinction reference E(B-V) (:func:`starfm.extinction_curve.reference_ebv`; the
+mock survey has no star at E = 0) and at a high one.
 Its colours (BP-RP, J-H, J-K) at each E are those the model itself predicts for that star and E,
 so both contexts describe one physical star. The map is the last decoder block's cross-attention
 (mean over heads, :meth:`starfm.inference.StarFM.cross_attention`) of each requested output to each

@@ -2,7 +2,7 @@
 
 The paper takes (Teff, logg) for each (mass, age, [M/H]) from MIST isochrones; we have no
 isochrone grid, so the isochrone is the model's own: it is asked for Teff and logg given mass,
-ln age, [M/H] and a dust-free E(B-V) (:func:`starfm.extinction_curve.reference_ebv`), and then
+ln age, [M/H] and the low-extinction reference E(B-V) (:func:`starfm.extinction_curve.reference_ebv`), and then
 for the 110 XP coefficients and the pseudo-luminosity given all six. Coefficients become fluxes
 through GaiaXPy's calibration (:func:`starfm.figures.common.xp_flux`, 336-1020 nm). The tokens
 are coefficients / F_G; the flux at 10 pc is restored from the pseudo-luminosity L = parallax

@@ -1,10 +1,10 @@
 """Figs. 13-15: the model on artificial parameter grids (no observed spectra involved).
 
 13 Kiel diagram from a uniform (logg, [M/H]) grid, logg 0-4, [M/H] -2.5-0.5: the model is given
-   logg, [M/H] and a dust-free E(B-V) and predicts Teff (with sigma) and the pseudo-luminosity,
-   whose G-band luminosity is log10 L_G/L_sun = (4.67 - M_G) / 2.5 with M_G = 5 log10(L) - 10
-   (no extinction); the observed panel uses the same formula with the stars' pseudo-luminosity
-   token and A_G = 2.74 x 0.884 E(B-V)_SFD.
+   logg, [M/H] and the low-extinction reference E(B-V) (``reference_ebv``) and predicts Teff (with
+   sigma) and the pseudo-luminosity, whose G-band luminosity is log10 L_G/L_sun = (4.67 - M_G) / 2.5
+   with M_G = 5 log10(L) - 10 - A_G, A_G = 2.74 x 0.884 E(B-V)_SFD; the observed panel uses the
+   same formula with the stars' pseudo-luminosity token and E(B-V).
 14 mass/age self-consistency on a (logg, [M/H]) grid, with the predicted Teff fed back.
 15 age-[M/H] relation at logg 2.5: predicted ln age with its sigma along [M/H].
 """
@@ -67,7 +67,8 @@ def log_lum_g(pseudo_luminosity, a_g=0.0):
 def prepare_kiel_grid(ds, model, s: KielSettings = KielSettings()) -> dict:
     logg_g, mh_g = np.meshgrid(np.linspace(*s.logg_range, s.n_logg), np.linspace(*s.m_h_range, s.n_m_h))
     n = logg_g.size
-    values = _grid(n, logg=logg_g.ravel(), m_h=mh_g.ravel(), ln_ebv=np.full(n, _dust_free(model)))
+    ln_ref = _dust_free(model)
+    values = _grid(n, logg=logg_g.ravel(), m_h=mh_g.ravel(), ln_ebv=np.full(n, ln_ref))
     mean, std = model.predict(values, inputs=["logg", "m_h", "ln_ebv"],
                               outputs=["teff", "pseudo_luminosity"])
     mean, std = np.asarray(mean, float), np.asarray(std, float)
@@ -78,7 +79,8 @@ def prepare_kiel_grid(ds, model, s: KielSettings = KielSettings()) -> dict:
     obs_lum = log_lum_g(v[rows, tokens.TOKEN_INDEX["pseudo_luminosity"]].astype(float),
                         R_G * EBV_TRUE_OVER_SFD * np.nan_to_num(ebv))
     return {"logg": logg_g.ravel(), "m_h": mh_g.ravel(), "teff": mean[:, 0], "teff_sigma": std[:, 0],
-            "log_lum": log_lum_g(mean[:, 1]),
+            "log_lum": log_lum_g(mean[:, 1], R_G * EBV_TRUE_OVER_SFD * np.exp(ln_ref)),
+            "ebv_reference": float(np.exp(ln_ref)),
             "obs_teff": v[rows, tokens.TOKEN_INDEX["teff"]].astype(float),
             "obs_logg": v[rows, tokens.TOKEN_INDEX["logg"]].astype(float), "obs_log_lum": obs_lum}
 
@@ -112,7 +114,8 @@ def build_kiel_grid(inputs, s):
     d = prepare_kiel_grid(inputs.ds, inputs.model, s)
     mid = np.abs(d["m_h"]) == np.abs(d["m_h"]).min()
     slope = np.polyfit(d["logg"][mid], d["teff"][mid], 1)[0] if mid.sum() > 1 else np.nan
-    numbers = {"n_grid": int(len(d["teff"])), "teff_min": finite_float(np.nanmin(d["teff"])),
+    numbers = {"n_grid": int(len(d["teff"])), "ebv_reference": d["ebv_reference"],
+               "teff_min": finite_float(np.nanmin(d["teff"])),
                "teff_max": finite_float(np.nanmax(d["teff"])),
                "dteff_dlogg_at_solar": finite_float(slope),
                "teff_sigma_median": finite_float(np.nanmedian(d["teff_sigma"])),
