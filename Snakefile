@@ -45,4 +45,5 @@ rule all:
         R("dataset.h5"),
         R("metrics.json"),
         FIGURES,
+        R("report/summary.html"),
     default_target: True

@@ -273,7 +273,8 @@ def test_figure_with_and_without_truth(tmp_path):
     import matplotlib.image as mpimg
 
     from starfm.dataset import read_dataset
-    from starfm.figures import plot_extinction_curve, prepare_extinction_curve
+    from starfm.figures.common import save
+    from starfm.figures.extinction import plot_extinction_curve, prepare_extinction_curve
     from starfm.io import _encode_attr
     from test_baseline import make_tiny_dataset
 
@@ -282,7 +283,7 @@ def test_figure_with_and_without_truth(tmp_path):
     d = prepare_extinction_curve(ds, MockPhysicsModel())
     assert d["injected"] is None and "agreement" not in d
     np.testing.assert_allclose(d["f99"], 3.1 * F99(Rv=3.1)(ec.XP_WAVELENGTH_NM * u.nm))
-    plot_extinction_curve(d, tmp_path / "no_truth.png")
+    save(plot_extinction_curve(d), tmp_path / "no_truth.png")
 
     with h5py.File(tmp_path / "dataset.h5", "a") as f:
         f.attrs["truth_attrs"] = _encode_attr(MOCK_TRUTH_ATTRS)
@@ -293,7 +294,7 @@ def test_figure_with_and_without_truth(tmp_path):
     np.testing.assert_allclose(d["injected"], d["f99"], rtol=1e-12)
     assert d["curves"].shape == (3, 16, len(ec.XP_WAVELENGTH_NM))
     assert d["agreement"] < 0.005 < 0.06 < d["ln_agreement"]
-    path = plot_extinction_curve(d, tmp_path / "truth.png")
+    path = save(plot_extinction_curve(d), tmp_path / "truth.png")[0]
     img = mpimg.imread(path)
     assert img.shape[1] > 1200 and len(np.unique(img.reshape(-1, img.shape[-1])[::7], axis=0)) > 50
 

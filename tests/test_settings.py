@@ -19,7 +19,8 @@ from starfm.settings import config_schema, parse_settings
 # sections that are not one stage's settings: the run mode, the output directory, and the
 # catalogue target's section (its files; the predict stage's PredictSettings take its
 # chunk_rows/batch_size/inputs/device with the cuts and zero point, tests/test_predict.py)
-NOT_STAGE_SETTINGS = {"mode", "results", "predict"}
+# and the per-figure sections (each figure module's settings class, tests/test_figures.py)
+NOT_STAGE_SETTINGS = {"mode", "results", "predict", "figures"}
 JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean"}
 
 

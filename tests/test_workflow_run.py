@@ -11,12 +11,14 @@ import re
 import pytest
 
 from conftest import default_config, run_snakemake, tiny_config
+from starfm.figures.registry import FIGURE_NAMES
 
 pytestmark = pytest.mark.slow
 
 EXPENSIVE = {"mock_survey", "gaia_source", "gaia_xp", "zero_point", "dust", "labels",
              "download_apogee"}
-DOWNSTREAM_OF_ASSEMBLY = {"assemble", "train", "baseline", "evaluate", "figures", "all"}
+DOWNSTREAM_OF_ASSEMBLY = {"assemble", "train", "baseline", "evaluate", "figures", "all",
+                          "report_summary"} | {f"figure_{n}" for n in FIGURE_NAMES}
 
 
 def scheduled_jobs(output: str) -> dict[str, int]:
@@ -41,10 +43,10 @@ def test_run_writes_every_product(tiny_run):
                 "results/gaia/gaia_source.h5", "results/gaia/parallax.h5",
                 "results/catalogue/labels.h5", "results/evaluation/predictions.h5"]:
         assert (workdir / rel).stat().st_size > 0, rel
-    from starfm.figures import FIGURE_NAMES
-
-    pngs = sorted(p.stem for p in (workdir / "results" / "figures").glob("*.png"))
-    assert pngs == sorted(FIGURE_NAMES)
+    figures = workdir / "results" / "figures"
+    assert sorted(p.name for p in figures.glob("*.png")) == sorted(f"{n}.png" for n in FIGURE_NAMES)
+    for name in FIGURE_NAMES:
+        assert (figures / f"{name}.pdf").stat().st_size > 0, name
     for log in ["mock_survey", "dust", "assemble", "train"]:
         assert (workdir / "results" / "logs" / f"{log}.log").stat().st_size > 0, log
 

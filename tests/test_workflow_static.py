@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 import shutil
 import subprocess
 import sys
@@ -24,15 +25,23 @@ DIST_NAME = {
     "dust_extinction": "dust_extinction", "sklearn": "scikit-learn",
 }
 STDLIB = set(sys.stdlib_module_names)
+# a rule's stage call
+STAGE_CALL = r"python -m starfm ([\w-]+)"
+# stage packages whose command dispatches to any of their modules at run time
+STAGE_PACKAGES = {"starfm.figures"}
 
 
 def _rules():
-    """(rule name, text) of every rule in the rule files."""
+    """(rule name, text) of every rule in the rule files; a rule generated in a loop
+    (``rule:`` with ``name: f"figure_{_name}"``) counts once, under its name pattern."""
     out = []
     for path in RULES:
         text = path.read_text()
         for m in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", text, flags=re.M):
             out.append((m.group(1), m.group(2), path))
+        for m in re.finditer(r"^( +)rule:\n((?:\1[ \t]+.*\n|\n)*)", text, flags=re.M):
+            name = re.search(r"name:\s*\n\s*f?\"([^\"]+)\"", m.group(2)).group(1)
+            out.append((name, textwrap.dedent(m.group(2)), path))
     return out
 
 
@@ -49,6 +58,11 @@ def _stage_modules(module: str, seen=None) -> set[str]:
     if module in seen:
         return seen
     seen.add(module)
+    if module in STAGE_PACKAGES:      # a stage package (starfm.figures): all its modules
+        package = ROOT / "src" / module.replace(".", "/")
+        for sub in sorted(package.glob("*.py")):
+            _stage_modules(module + ("" if sub.stem == "__init__" else f".{sub.stem}"), seen)
+        return seen
     for node in ast.walk(ast.parse(_module_path(module).read_text())):
         names = []
         if isinstance(node, ast.Import):
@@ -100,7 +114,7 @@ def test_every_rule_is_thin_and_calls_one_stage():
     for name, body, path in rules:
         shell = re.search(r"shell:\s*\n((?:\s+\".*\"\n?)+)", body)
         assert shell, f"{path.name}: rule {name} has no shell command"
-        stages = re.findall(r"python -m starfm ([\w-]+)", shell.group(1))
+        stages = re.findall(STAGE_CALL, shell.group(1))
         assert len(stages) == 1, f"rule {name} must call exactly one stage, got {stages}"
         assert stages[0] in STAGES, f"rule {name} calls unknown stage {stages[0]}"
         assert "log:" in body, f"rule {name} has no log"
@@ -114,7 +128,7 @@ def test_conda_env_lists_what_the_stage_imports(rule):
     env_file = (path.parent / env_rel).resolve()
     assert env_file.exists(), f"rule {name}: env {env_file} missing"
     pins = _env_packages(env_file)
-    stage = re.search(r"python -m starfm ([\w-]+)", body).group(1)
+    stage = re.search(STAGE_CALL, body).group(1)
     module = STAGES[stage][0].split(":")[0]
     needed = _third_party_imports(_stage_modules(module))
     missing = sorted(DIST_NAME.get(n, n).lower() for n in needed
@@ -240,7 +254,7 @@ def test_each_env_lists_only_what_its_rules_import():
     used: dict[Path, set[str]] = {}
     for name, body, path in _rules():
         env_file = (path.parent / re.search(r"conda:\s*\n\s*\"(.+?)\"", body).group(1)).resolve()
-        stage = re.search(r"python -m starfm ([\w-]+)", body).group(1)
+        stage = re.search(STAGE_CALL, body).group(1)
         module = STAGES[stage][0].split(":")[0]
         used.setdefault(env_file, set()).update(
             DIST_NAME.get(n, n).lower() for n in _third_party_imports(_stage_modules(module)))

@@ -21,11 +21,12 @@ STAGES: dict[str, tuple[str, str]] = {
     "train": ("starfm.train:cli", "train the transformer foundation model"),
     "baseline": ("starfm.baseline:cli", "train the XGBoost baseline"),
     "evaluate": ("starfm.evaluate:cli", "metrics of the model and the baseline on the test split"),
-    "figures": ("starfm.figures:cli", "the paper's figures"),
+    "figures": ("starfm.figures:cli", "one of the paper's figures (PNG, PDF, its numbers, its caption)"),
     "predict": ("starfm.predict:cli", "predict stellar parameters for any XP file (streamed; output by extension)"),
     "generate": ("starfm.generate:cli_generate", "parameters -> XP coefficients and sampled spectrum (GaiaXPy)"),
     "inpaint": ("starfm.generate:cli_inpaint", "BP coefficients from RP, or RP from BP, for an XP file"),
     "predict-merge": ("starfm.generate:cli_merge", "merge per-file predictions into one catalogue"),
+    "report-tables": ("starfm.report_tables:cli", "the report's summary page: metrics, configuration, run times"),
 }
 
 

@@ -47,6 +47,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+import dust_extinction  # noqa: F401 - the laws are looked up in it by name (dust_law_curve)
 import numpy as np
 
 from starfm import tokens

@@ -105,8 +105,10 @@ def _coerce(value: Any, kind: Any, key: str, option: str):
                            f"got {value!r}")
 
 
-def parse_settings(cls: type[T], value: Any = None, option: str = "--settings") -> T:
-    """``cls`` from a JSON object (text or dict); missing keys take the dataclass defaults."""
+def parse_settings(cls: type[T], value: Any = None, option: str = "--settings",
+                   section: str | None = None) -> T:
+    """``cls`` from a JSON object (text or dict); missing keys take the dataclass defaults.
+    Values are checked against the schema of ``section`` (default ``cls.SECTION``)."""
     if value is None or value == "":
         value = {}
     if isinstance(value, (str, bytes)):
@@ -122,7 +124,7 @@ def parse_settings(cls: type[T], value: Any = None, option: str = "--settings") 
     unknown = sorted(set(value) - set(fields))
     if unknown:
         raise StarfmInputError(f"{option}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    section = getattr(cls, "SECTION", None)
+    section = section or getattr(cls, "SECTION", None)
     schema = section_schema(section) if section else None
     if schema is not None:
         _validate(value, schema, option)

@@ -52,6 +52,10 @@ def archive_args(wildcards, input):
     return "--archive gaia"
 
 
+# benchmark files of the source stages (the report's run-time table)
+SOURCE_BENCHMARKS = [R("benchmarks/mock_survey.tsv")] if MODE == "mock" else []
+
+
 def dust_map_inputs():
     """The mock's Combined19 file; in real mode the stage finds it under dust.dust_dir / $DUST_DIR."""
     return {"dust_map": R("mock/dust/combined19/combine19.h5")} if MODE == "mock" else {}

@@ -1,26 +1,76 @@
-# The paper's figures (Zhang et al. 2026 numbering), each with a caption in the report.
+# The paper's figures (Zhang et al. 2026 numbering): one rule per figure, generated from the one
+# list of figures, src/starfm/figures/registry.py (pure data, loaded here by path). Each job
+# writes <name>.png/.pdf, a JSON of its numbers and its report caption: the template
+# workflow/report/<name>.rst rendered with those numbers (the report shows the rendered one).
+# Why: Snakemake 9 renders a caption as Jinja2 with `snakemake` (input, output, params,
+# wildcards, config) but cannot read a file's content from it, and a caption path is fixed per
+# rule (no wildcards); a caption that is an output of its own job, read when the report is built,
+# is what lets it quote the run's numbers.
+import importlib.util
 
-FIGURE_NAMES = ["fig01_training_set", "fig02_mass_age_mh", "fig04_spectra_to_labels",
-                "fig06_physical_validation", "fig12_bp_rp_inpainting",
-                "fig14_mass_age_self_consistency", "fig16_extinction_curve"]
+_registry_spec = importlib.util.spec_from_file_location(
+    "starfm_figure_registry", os.path.join(workflow.basedir, "src", "starfm", "figures", "registry.py"))
+FIGURE_REGISTRY = importlib.util.module_from_spec(_registry_spec)
+_registry_spec.loader.exec_module(FIGURE_REGISTRY)
+FIGURE_NAMES = FIGURE_REGISTRY.FIGURE_NAMES
+FIGURE_INPUT_FILES = {"dataset": R("dataset.h5"), "model": R("model/model.pt"),
+                      "predictions": R("evaluation/predictions.h5")}
 FIGURES = [R(f"figures/{name}.png") for name in FIGURE_NAMES]
 
 
-rule figures:
+for _name, _entry in FIGURE_REGISTRY.FIGURES.items():
+
+    rule:
+        name:
+            f"figure_{_name}"
+        input:
+            caption_template=os.path.join(workflow.basedir, "workflow", "report", f"{_name}.rst"),
+            **{kind: FIGURE_INPUT_FILES[kind] for kind in _entry["inputs"]},
+        output:
+            png=report(R(f"figures/{_name}.png"), category="Figures",
+                       caption=os.path.abspath(R(f"figures/{_name}.rst"))),
+            pdf=R(f"figures/{_name}.pdf"),
+            numbers=R(f"figures/{_name}.json"),
+            caption=R(f"figures/{_name}.rst"),
+            extra=[R(path) for path in _entry.get("extra_outputs", [])],
+        params:
+            figure=_name,
+            inputs=lambda w, input: " ".join(f"--{kind} {input[kind]}" for kind in FIGURE_INPUT_FILES
+                                             if kind in input.keys()),
+            extra=lambda w, output: " ".join(f"--extra-output {p}" for p in output.extra),
+            settings=as_json(config.get("figures", {}).get(_name, {})),
+        log:
+            R(f"logs/figures/{_name}.log"),
+        benchmark:
+            R(f"benchmarks/figures/{_name}.tsv")
+        conda:
+            "../envs/plots.yaml"
+        shell:
+            "python -m starfm figures --figure {params.figure} {params.inputs}"
+            " --png {output.png} --pdf {output.pdf} --numbers {output.numbers}"
+            " --caption-template {input.caption_template} --caption {output.caption}"
+            " {params.extra} --settings {params.settings} --log {log}"
+
+
+# The report's summary page: metrics of every input setting, the configuration, the run times.
+STAGE_BENCHMARKS = SOURCE_BENCHMARKS + [
+    R(f"benchmarks/{stage}.tsv") for stage in ["labels", "gaia_source", "gaia_xp", "zero_point",
+                                               "dust", "assemble", "train", "baseline", "evaluate"]]
+
+
+rule report_summary:
     input:
-        dataset=R("dataset.h5"),
-        model=R("model/model.pt"),
-        predictions=R("evaluation/predictions.h5"),
+        metrics=R("metrics.json"),
+        benchmarks=STAGE_BENCHMARKS + [R(f"benchmarks/figures/{name}.tsv") for name in FIGURE_NAMES],
+        numbers=[R(f"figures/{name}.json") for name in FIGURE_NAMES],
     output:
-        [report(f, category="Figures", caption=f"../report/{os.path.basename(f)[:-4]}.rst") for f in FIGURES],
+        report(R("report/summary.html"), category="Summary", caption="../report/summary.rst"),
     params:
-        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+        config=as_json(config),
     log:
-        R("logs/figures.log"),
-    benchmark:
-        R("benchmarks/figures.tsv")
+        R("logs/report_summary.log"),
     conda:
         "../envs/plots.yaml"
     shell:
-        "python -m starfm figures --dataset {input.dataset} --model {input.model}"
-        " --predictions {input.predictions} --out-dir {params.out_dir} --log {log}"
+        "python -m starfm report-tables --metrics {input.metrics} --benchmark {input.benchmarks}"
+        " --numbers {input.numbers} --out {output} --settings {params.config} --log {log}"
