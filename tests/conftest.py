@@ -54,6 +54,22 @@ def run_snakemake(workdir: Path, config: dict, *args: str, name: str = "config.y
     return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
 
 
+def scheduled_jobs(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table into {rule: count}."""
+    import re
+
+    assert "Job stats:" in output, output[-2000:]
+    block = output.split("Job stats:")[1]
+    jobs = {}
+    for line in block.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        if m.group(1) != "total":
+            jobs[m.group(1)] = int(m.group(2))
+    return jobs
+
+
 def default_config() -> dict:
     import yaml
 

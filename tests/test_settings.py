@@ -186,3 +186,18 @@ def test_nested_settings_of_assembly():
     assert s.cuts.mass == (0.6, 4.0) and s.cuts.ruwe_max == 1.4 and s.split.seed == 9
     with pytest.raises(StarfmInputError, match="cuts.*mass"):
         parse_settings(AssembleSettings, {"cuts": {"mass": [1, 2, 3]}})
+
+
+def test_every_figure_takes_its_full_config_section():
+    """The workflow passes each figure its whole `figures.<name>` section (schema defaults filled
+    in): every figure's settings class must parse it and keep the values."""
+    from starfm.figures.registry import FIGURES
+
+    config = yaml.safe_load((__import__("conftest").REPO_ROOT / "config.yaml").read_text())
+    for name, entry in FIGURES.items():
+        cls = importlib.import_module(f"starfm.figures.{entry['module']}").SETTINGS[name]
+        props = schema_node(f"figures.{name}")["properties"]
+        given = {k: v["default"] for k, v in props.items()}
+        given.update(config.get("figures", {}).get(name, {}))
+        s = parse_settings(cls, given, section=f"figures.{name}")
+        assert _plain(s) == given, name

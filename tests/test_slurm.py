@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, scheduled_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -145,18 +145,6 @@ def _wait_all(procs: dict[str, subprocess.Popen], deadline: float, env) -> dict[
             for name, p in procs.items()}
 
 
-def _job_stats(log: str) -> dict[str, int]:
-    block = log.split("Job stats:")[1]
-    jobs = {}
-    for line in block.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        if m.group(1) != "total":
-            jobs[m.group(1)] = int(m.group(2))
-    return jobs
-
-
 def test_workflow_runs_through_slurm_like_locally(slurm_env, tmp_path):
     t0 = time.monotonic()
     deadline = t0 + RUN_TIMEOUT_S
@@ -178,7 +166,7 @@ def test_workflow_runs_through_slurm_like_locally(slurm_env, tmp_path):
                                    f"{RUN_TIMEOUT_S} s):\n{slurm_log[-6000:]}")
 
     # every job but the target went through Slurm: submitted with a Slurm job id, ...
-    expected = {rule for rule in _job_stats(local_log) if rule != "all"}
+    expected = {rule for rule in scheduled_jobs(local_log) if rule != "all"}
     submitted = {}
     for m in re.finditer(r"Job (\d+) has been submitted with SLURM jobid (\d+) "
                          r"\(log: ([^)]+)\)", slurm_log):

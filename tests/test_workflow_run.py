@@ -6,12 +6,11 @@ builds, and real mode dry-runs the same stages."""
 from __future__ import annotations
 
 import copy
-import re
 
 import pytest
 
-from conftest import default_config, run_snakemake, tiny_config
-from starfm.figures.registry import FIGURE_NAMES
+from conftest import default_config, run_snakemake, scheduled_jobs
+from starfm.figures.registry import FIGURE_NAMES, FIGURES
 
 pytestmark = pytest.mark.slow
 
@@ -19,20 +18,6 @@ EXPENSIVE = {"mock_survey", "gaia_source", "gaia_xp", "zero_point", "dust", "lab
              "download_apogee"}
 DOWNSTREAM_OF_ASSEMBLY = {"assemble", "train", "baseline", "evaluate", "figures", "all",
                           "report_summary"} | {f"figure_{n}" for n in FIGURE_NAMES}
-
-
-def scheduled_jobs(output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table into {rule: count}."""
-    assert "Job stats:" in output, output[-2000:]
-    block = output.split("Job stats:")[1]
-    jobs = {}
-    for line in block.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        if m.group(1) != "total":
-            jobs[m.group(1)] = int(m.group(2))
-    return jobs
 
 
 def test_run_writes_every_product(tiny_run):
@@ -79,15 +64,26 @@ def test_changing_a_dust_setting_reruns_dust_but_not_the_archive(tiny_run):
     assert not {"mock_survey", "gaia_source", "gaia_xp", "zero_point", "labels"} & set(jobs)
 
 
+def figure_rules(*reads: str) -> set[str]:
+    """The figure rules that read any of ``reads`` (dataset, model, predictions)."""
+    return {f"figure_{n}" for n, entry in FIGURES.items() if set(entry["inputs"]) & set(reads)}
+
+
+# the report's summary page shows the configuration, so any config change reruns it
+LEARNING = {"train", "evaluate", "report_summary"} | figure_rules("model", "predictions")
+FROM_ASSEMBLY = ({"assemble", "train", "baseline", "evaluate", "report_summary"}
+                 | figure_rules("dataset", "model", "predictions"))
+
+
 @pytest.mark.parametrize("key, value, reruns", [
-    ("recipes.cpu.lr", 1e-3, {"train", "evaluate", "figures"}),
-    ("recipes.paper.lr", 1e-3, set()),                       # not the recipe in use
-    ("train.seed", 4, {"train", "evaluate", "figures"}),
-    ("baseline.n_estimators", 10, {"baseline", "evaluate", "figures"}),
-    ("zero_point.extra_term_mas", 0.004, {"zero_point", "dust", "assemble", "train", "baseline",
-                                          "evaluate", "figures"}),
-    ("apogee.distmass_age_unit", "Gyr", {"labels", "assemble", "train", "baseline", "evaluate",
-                                         "figures"}),
+    ("recipes.cpu.lr", 1e-3, LEARNING),
+    ("recipes.paper.lr", 1e-3, {"report_summary"}),           # not the recipe in use
+    ("train.seed", 4, LEARNING),
+    ("baseline.n_estimators", 10, {"baseline", "evaluate", "report_summary"}
+     | figure_rules("predictions")),
+    ("figures.fig12_bp_rp_inpainting.seed", 1, {"figure_fig12_bp_rp_inpainting", "report_summary"}),
+    ("zero_point.extra_term_mas", 0.004, {"zero_point", "dust"} | FROM_ASSEMBLY),
+    ("apogee.distmass_age_unit", "Gyr", {"labels"} | FROM_ASSEMBLY),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_changing_a_setting_reruns_exactly_its_rules(tiny_run, key, value, reruns):
     workdir, config = tiny_run

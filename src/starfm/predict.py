@@ -45,10 +45,10 @@ from tqdm import tqdm
 
 from starfm import tokens
 from starfm.catalogue_io import CatalogueWriter, iter_xp_chunks, read_table_any
-from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
-from starfm.settings import parse_settings
+from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError
-from starfm.tokenise import ValidityCuts, g_flux, tokenise, validity
+from starfm.settings import parse_settings
+from starfm.tokenise import ValidityCuts, tokenise, validity
 
 log = logging.getLogger("starfm.predict")
 

@@ -87,6 +87,8 @@ def _coerce(value: Any, kind: Any, key: str, option: str):
         raise errors[0]
     if kind is dict and isinstance(value, dict):
         return value
+    if kind in (tuple, list) and isinstance(value, (list, tuple)):
+        return kind(value)
     if dataclasses.is_dataclass(kind):
         return parse_settings(kind, value, f"{option}.{key}")
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):

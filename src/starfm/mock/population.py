@@ -129,7 +129,6 @@ def draw_stars(n: int, field_kind: np.ndarray, rng: np.random.Generator) -> dict
     u = rng.random(n)
     halo = (kind == 2) & (u < HALO_FRACTION_IN_HALO_FIELDS)
     high = ~halo & (rng.random(n) < p_high)
-    low = ~halo & ~high
     # [M/H]: low-alpha ~ N(0.05, 0.19) (bulge broader), high-alpha N(-0.28, 0.20), halo N(-1.3, 0.4)
     m_h = np.where(kind == 1, rng.normal(0.0, 0.32, n), rng.normal(0.05, 0.19, n))
     m_h = np.where(high, rng.normal(-0.28, 0.20, n), m_h)
