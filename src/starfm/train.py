@@ -87,7 +87,8 @@ class TrainConfig:
     length_chunks: int = 4                  # stars of a step run in chunks of similar context length
     spectra_context_fraction: float = 0.75  # share of stars given a spectra-in context (ours)
     spectra_keep_label: float = 0.2         # ... in which each label is offered with this probability
-    spectra_keep_other: float = 0.75        # ... and each colour, pseudo-luminosity, ln E(B-V) with this
+    spectra_keep_other: float = 0.75        # ... and each colour (BP-RP, J-H, J-K) with this
+    spectra_keep_l_ebv: float = 0.75        # ... and the pseudo-luminosity and ln E(B-V) with this
     spectra_full_length: float = 1.0        # ... filled to context_max with this probability, else 5-64
     seed: int = 3                           # seed of initialisation and every draw
     device: str = "auto"                    # auto = CUDA with mixed precision when present, else CPU
@@ -116,6 +117,7 @@ class TrainConfig:
     def context_keep(self) -> torch.Tensor:
         """Probability that a spectra-in context offers each token (labels, photometry, XP)."""
         k = torch.full((len(tokens.VOCABULARY),), self.spectra_keep_other)
+        k[tokens.index(["pseudo_luminosity", "ln_ebv"])] = self.spectra_keep_l_ebv
         k[tokens.index(tokens.XP_BP + tokens.XP_RP)] = 1.0
         k[tokens.index(list(LABEL_TOKENS))] = self.spectra_keep_label
         return k
