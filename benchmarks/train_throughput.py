@@ -63,7 +63,8 @@ def measure(tcfg: TrainConfig, device: torch.device, steps: int, warmup: int, se
         _sync(device)
         t0 = time.perf_counter()
         batch = draw_batch(x[idx], e[idx], cfg, tcfg.n_requests, weight, gen, priority,
-                           tcfg.spectra_context_fraction, keep, tcfg.spectra_full_length)
+                           tcfg.spectra_context_fraction, keep, tcfg.spectra_full_length,
+                           tcfg.context_anchor().to(device), tcfg.label_context_fraction)
         _sync(device)
         t1 = time.perf_counter()
         train_step(model, opt, scaler, batch, amp, tcfg.length_chunks, tcfg.grad_clip)

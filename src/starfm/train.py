@@ -90,12 +90,19 @@ class TrainConfig:
     spectra_keep_other: float = 0.75        # ... and each colour (BP-RP, J-H, J-K) with this
     spectra_keep_l_ebv: float = 0.75        # ... and the pseudo-luminosity and ln E(B-V) with this
     spectra_full_length: float = 1.0        # ... filled to context_max with this probability, else 5-64
+    label_context_fraction: float = 0.0     # share of stars given a labels-in context (ours)
     seed: int = 3                           # seed of initialisation and every draw
     device: str = "auto"                    # auto = CUDA with mixed precision when present, else CPU
     threads: int = 1                        # torch CPU threads (1: bit-reproducible CPU training)
 
     # run-level settings: where and how fast, not what is trained (kept out of the fingerprint)
     RUN_FIELDS = ("device", "threads")
+
+    def __post_init__(self):
+        if self.spectra_context_fraction + self.label_context_fraction > 1.0 + 1e-9:
+            raise io.StarfmInputError(
+                f"train recipe: spectra_context_fraction {self.spectra_context_fraction} + "
+                f"label_context_fraction {self.label_context_fraction} exceed 1")
 
     def model_settings(self) -> dict:
         """The settings that define the trained model (everything but RUN_FIELDS)."""
@@ -121,6 +128,13 @@ class TrainConfig:
         k[tokens.index(tokens.XP_BP + tokens.XP_RP)] = 1.0
         k[tokens.index(list(LABEL_TOKENS))] = self.spectra_keep_label
         return k
+
+    def context_anchor(self) -> torch.Tensor:
+        """Tokens a labels-in context (``label_context_fraction``) starts with: the five labels
+        and ln E(B-V), the extinction-curve figure's inputs."""
+        a = torch.zeros(len(tokens.VOCABULARY), dtype=torch.bool)
+        a[tokens.index(list(LABEL_TOKENS) + ["ln_ebv"])] = True
+        return a
 
     def request_weight(self) -> torch.Tensor:
         w = torch.ones(len(tokens.VOCABULARY))
@@ -193,12 +207,13 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
 
 def draw_batch(x, e, cfg: ModelConfig, n_requests: int, request_weight, generator,
                context_priority=None, spectra_context_fraction: float = 0.0, context_keep=None,
-               spectra_full_length: float = 1.0):
+               spectra_full_length: float = 1.0, context_anchor=None,
+               label_context_fraction: float = 0.0):
     """Context and requests for a batch of standardised stars (vectorised, on x's device)."""
     present = torch.isfinite(x)
     ctx_token, ctx_pad = sample_context(present, cfg.context_min, cfg.context_max, generator,
                                         context_priority, spectra_context_fraction, context_keep,
-                                        spectra_full_length)
+                                        spectra_full_length, context_anchor, label_context_fraction)
     req_token, req_valid = sample_requests(present, n_requests, request_weight, generator)
     return {"ctx_token": ctx_token, "ctx_value": x.gather(1, ctx_token), "ctx_pad": ctx_pad,
             "req_token": req_token, "y": x.gather(1, req_token), "y_err": e.gather(1, req_token),
@@ -295,7 +310,8 @@ def _validation_loss(model, x, e, cfg, tcfg, request_weight, amp_dtype) -> float
         batch = draw_batch(x[start:start + tcfg.batch_size], e[start:start + tcfg.batch_size], cfg,
                            tcfg.n_requests, request_weight, gen, tcfg.context_priority().to(x.device),
                            tcfg.spectra_context_fraction, tcfg.context_keep().to(x.device),
-                           tcfg.spectra_full_length)
+                           tcfg.spectra_full_length, tcfg.context_anchor().to(x.device),
+                           tcfg.label_context_fraction)
         n = int(batch["req_valid"].sum())
         total += float(batch_loss(model, batch, amp_dtype, tcfg.length_chunks)) * n
         count += n
@@ -344,6 +360,7 @@ def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
     request_weight = tcfg.request_weight().to(dev)
     context_priority = tcfg.context_priority().to(dev)
     context_keep = tcfg.context_keep().to(dev)
+    context_anchor = tcfg.context_anchor().to(dev)
     log.info("training %s model on %d stars (validation %d) on %s%s", size, len(x_tr), len(x_val),
              dev, f" with {amp_dtype} autocast" if amp_dtype else " in fp32")
 
@@ -397,7 +414,7 @@ def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
             idx = order[start:start + tcfg.batch_size]
             batch = draw_batch(x_tr[idx], e_tr[idx], mcfg, tcfg.n_requests, request_weight, gen,
                                context_priority, tcfg.spectra_context_fraction, context_keep,
-                               tcfg.spectra_full_length)
+                               tcfg.spectra_full_length, context_anchor, tcfg.label_context_fraction)
             n = int(batch["req_valid"].sum())
             loss = train_step(model, optimizer, scaler, batch, amp_dtype, tcfg.length_chunks,
                               tcfg.grad_clip)
