@@ -22,7 +22,18 @@ back). The rest keep the paper's random 5-64 contexts. On the mock survey (15k t
 stars, 12 epochs, validation slice, the evaluation's 63 inputs) a share of 0.75 took the
 mass scatter from 0.43 to 0.33 Msun and Teff from 124 to 97 K; offering labels (0.2, needed
 for the identity check) costs some of that (0.355 Msun after the 20 default epochs).
-Requests are unchanged (any present token, labels up-weighted).
+Requests are unchanged (any present token, labels up-weighted). The pseudo-luminosity and
+ln E(B-V) have their own offer probability (``spectra_keep_l_ebv``): the standard input setting
+(the headline comparison with XGBoost) has neither, and ``spectra_full_length`` < 1 gives
+spectra-in contexts of the random 5-64 length too, which the short-context setting first5 needs
+(the former full-length-only contexts left its z-score std at 1.29-1.34).
+
+Labels-in contexts (``label_context_fraction``, ours): a further share of the stars get their
+five labels and ln E(B-V) first, then random others (5-64 in all). Uniform draws hold all six
+tokens together for ~0.05 % of the stars, yet the extinction-curve figure (Fig. 16) asks exactly
+labels + E(B-V) -> spectra; without these contexts the CPU recipes recovered the injected law
+to 57-79 %, with a share of 0.25 to 9 % (benchmarks/recipe_frontier.py; README "Training
+recipes").
 Short CPU runs also gain from a warm-up then per-step cosine (``warmup_epochs``, a higher lr)
 and gradient clipping (``grad_clip``); the cosine-warm-restarts schedule is the paper's,
 stepped every batch (fractional epochs) rather than every epoch.
