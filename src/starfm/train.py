@@ -96,12 +96,12 @@ class TrainConfig:
     label_weight: float = 8.0               # request up-weighting of LABEL_TOKENS (ours)
     never_request: tuple[str, ...] = ("bp_rp", "j_k")
     length_chunks: int = 4                  # stars of a step run in chunks of similar context length
-    spectra_context_fraction: float = 0.75  # share of stars given a spectra-in context (ours)
+    spectra_context_fraction: float = 0.5   # share of stars given a spectra-in context (ours)
     spectra_keep_label: float = 0.2         # ... in which each label is offered with this probability
     spectra_keep_other: float = 0.75        # ... and each colour (BP-RP, J-H, J-K) with this
-    spectra_keep_l_ebv: float = 0.75        # ... and the pseudo-luminosity and ln E(B-V) with this
-    spectra_full_length: float = 1.0        # ... filled to context_max with this probability, else 5-64
-    label_context_fraction: float = 0.0     # share of stars given a labels-in context (ours)
+    spectra_keep_l_ebv: float = 0.25        # ... and the pseudo-luminosity and ln E(B-V) with this
+    spectra_full_length: float = 0.5        # ... filled to context_max with this probability, else 5-64
+    label_context_fraction: float = 0.25    # share of stars given a labels-in context (ours)
     seed: int = 3                           # seed of initialisation and every draw
     device: str = "auto"                    # auto = CUDA with mixed precision when present, else CPU
     threads: int = 1                        # torch CPU threads (1: bit-reproducible CPU training)
