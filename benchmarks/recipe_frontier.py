@@ -75,6 +75,24 @@ def inpainting_scores(ds, model, max_stars: int = 2000, seed: int = 0) -> dict:
     return out
 
 
+def sigma_checks(ds, model, metrics: dict) -> dict:
+    """tests/test_science.py's two uncertainty checks: predicted sigma without the XP spectra
+    (colours, pseudo-luminosity, ln E(B-V) only) over sigma with the 63 standard+L+E inputs
+    (median, test split), and the high_order setting's sigma ratio vs standard."""
+    from starfm.input_settings import SETTINGS
+    values = ds.values[ds.is_test]
+    outputs = ["teff", "logg", "m_h", "mass", "ln_age"]
+    _, full = model.predict(values, inputs=list(SETTINGS["standard+pseudo_luminosity+ln_ebv"].inputs),
+                            outputs=outputs)
+    _, few = model.predict(values, inputs=["bp_rp", "j_h", "j_k", "pseudo_luminosity", "ln_ebv"],
+                           outputs=outputs)
+    ok = np.all(np.isfinite(full) & np.isfinite(few), axis=1)
+    ratio = np.median(few[ok], axis=0) / np.median(full[ok], axis=0)
+    high = metrics["settings"]["high_order"]["transformer"]
+    return {"no_spectra_sigma_ratio": dict(zip(outputs, map(float, ratio))),
+            "high_order_sigma_ratio": {lab: high[lab]["sigma_ratio_vs_standard"] for lab in LABELS}}
+
+
 def measure(name: str, model_path: Path, dataset: Path, baseline: Path, workdir: Path,
             recipe: dict | None = None, train_seconds: float | None = None) -> dict:
     metrics = evaluate(dataset, model_path, baseline, workdir / f"{name}.metrics.json",
@@ -91,7 +109,8 @@ def measure(name: str, model_path: Path, dataset: Path, baseline: Path, workdir:
            "zscore_std": {st: {lab: s[st]["transformer"][lab]["zscore_std"] for lab in LABELS}
                           for st in ("standard", "first5")},
            "law_median_abs_rel_error": law,
-           "inpainting_rmse_ratio": inpainting_scores(ds, model)}
+           "inpainting_rmse_ratio": inpainting_scores(ds, model),
+           **sigma_checks(ds, model, metrics)}
     (workdir / f"{name}.json").write_text(json.dumps(row, indent=1))
     return row
 
@@ -105,12 +124,23 @@ def claims(row: dict) -> dict:
     return {"a": a, "b": b, "c": c, "d": d}
 
 
+def sigma_ok(row: dict) -> str:
+    """The science tests' sigma checks: no spectra -> sigma x > 1.2 (Teff, logg, [M/H]) and
+    > 1.05 (mass, age); high_order -> sigma ratio > 1 for every label."""
+    if "no_spectra_sigma_ratio" not in row:
+        return "?"
+    r, h = row["no_spectra_sigma_ratio"], row["high_order_sigma_ratio"]
+    worst = min(r["teff"] / 1.2, r["logg"] / 1.2, r["m_h"] / 1.2, r["mass"] / 1.05, r["ln_age"] / 1.05)
+    return (f"{'y' if worst > 1 else 'n'} (logg x{r['logg']:.2f}, age x{r['ln_age']:.2f}); "
+            f"{'y' if min(h.values()) > 1 else 'n'} (min x{min(h.values()):.2f})")
+
+
 def table(workdir: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(workdir.glob("*.json"))
             if not p.name.endswith(".metrics.json")]
     head = ("| recipe | mass TF/XGB | age TF/XGB | z std standard (min-max) | z std first5 (min-max)"
-            " | law |dA/A| | inpaint RP<-BP, BP<-RP | train s | a b c d |")
-    lines = [head, "|" + "---|" * 9]
+            " | law |dA/A| | inpaint RP<-BP, BP<-RP | train s | a b c d | sigma: no spectra; high_order |")
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         sc, z = r["scatter"], r["zscore_std"]
         ok = claims(r)
@@ -122,7 +152,7 @@ def table(workdir: Path) -> str:
             f"{zs['first5']} ({worst5}) | {r['law_median_abs_rel_error']:.3f} | "
             f"{r['inpainting_rmse_ratio']['bp_to_rp']:.2f}, {r['inpainting_rmse_ratio']['rp_to_bp']:.2f} | "
             f"{r['train_seconds'] or 0:.0f} | "
-            + " ".join("y" if ok[k] else "n" for k in "abcd") + " |")
+            + " ".join("y" if ok[k] else "n" for k in "abcd") + f" | {sigma_ok(r)} |")
     return "\n".join(lines)
 
 
@@ -147,7 +177,15 @@ def main(argv=None) -> int:
         measure(name, out, args.dataset, args.baseline, args.workdir, overrides,
                 time.perf_counter() - t0)
     elif args.measure:
-        measure(args.measure[0], Path(args.measure[1]), args.dataset, args.baseline, args.workdir)
+        name, path = args.measure[0], Path(args.measure[1])
+        old = args.workdir / f"{name}.json"
+        if old.exists() and (args.workdir / f"{name}.metrics.json").exists():  # add the sigma checks
+            row = json.loads(old.read_text())
+            row.update(sigma_checks(read_dataset(args.dataset), StarFM.load(path),
+                                    json.loads((args.workdir / f"{name}.metrics.json").read_text())))
+            old.write_text(json.dumps(row, indent=1))
+        else:
+            measure(name, path, args.dataset, args.baseline, args.workdir)
     print(table(args.workdir))
     return 0
 
