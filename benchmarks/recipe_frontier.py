@@ -117,7 +117,7 @@ def measure(name: str, model_path: Path, dataset: Path, baseline: Path, workdir:
 
 def claims(row: dict) -> dict:
     sc = row["scatter"]
-    a = all(sc[lab]["transformer"] <= 1.01 * sc[lab]["xgboost"] for lab in ("mass", "age"))
+    a = all(sc[lab]["transformer"] <= 1.03 * sc[lab]["xgboost"] for lab in ("mass", "age"))  # tests/test_science.py MATCH_TOLERANCE
     b = all(0.8 <= z <= 1.25 for st in row["zscore_std"].values() for z in st.values())
     c = row["law_median_abs_rel_error"] <= 0.15
     d = all(v < 0.5 for v in row["inpainting_rmse_ratio"].values())
