@@ -312,54 +312,40 @@ def test_agreement_metric():
 
 
 # ---------------------------------------------------------------- slow: a model trained on the mock
-# Which model: the default CPU configuration trains 75 % of stars on spectra-in contexts
-# (train.spectra_context_fraction), which is what makes the small model beat XGBoost on
-# spectra -> labels within ~4 CPU minutes, but starves the labels -> spectra direction that
-# Fig. 16 uses. Measured on the default run's dataset (20 epochs, 1 thread, deterministic):
-#   spectra_context_fraction 0.75 (default): shape 24.3 %, absolute 54.0 %
-#   spectra_context_fraction 0.5:             shape 19.9 %, absolute 21.9 %
-#   spectra_context_fraction 0.25:            shape  5.7 %, absolute 28.0 %
-#   spectra_context_fraction 0 (the paper's random 5-64 contexts): shape 10.6 %, absolute 11.0 %
-# So the test trains the paper's sampling (the method whose claim Fig. 16 makes) on the default
-# run's dataset, and checks that it recovers the injected law:
-# - shape <= 20 %: a grey (flat) law gives 31 %; the bound asks for the wavelength dependence;
-# - absolute <= 20 %: a broken G-normalisation undo (no A_G term) gives 95 %, no extinction
-#   100 %, R_V = 5 75 %, R_V = 2.5 24 %: all fail.
-# The magnitude vs ln choice (8 %) is settled on the mock's own spectra above
-# (test_mock_physics_...), not here.
-SHAPE_TOLERANCE = 0.20
-ABSOLUTE_TOLERANCE = 0.20
+# Which model: THE SHIPPED ONE (issue 10 claim c), the default workflow's results/model/model.pt,
+# never a retrained variant. The figure stage writes results/evaluation/extinction_curve.json
+# {"median_abs_rel_error", "law"}; without it the test computes the same number from the model.
+# Bound: median |dA/A| over 400-900 nm <= 15 % (issue 10). For scale: a grey (flat) law is 31 %
+# off in shape, a broken G-normalisation undo (no A_G term) 95 %, no extinction 100 %,
+# R_V = 5 75 %, R_V = 2.5 24 %: all fail; the mock's own noise-free physics recovers the law to
+# ~1 % (test_mock_physics_...). Measured on the default run's dataset (benchmarks/
+# recipe_frontier.py; README "Training recipes"): the former CPU recipe's model 57 %, the
+# paper's random contexts alone 11 %.
+LAW_WINDOW = (400.0, 900.0)
+LAW_TOLERANCE = 0.15
 
 
 @pytest.mark.slow
-def test_paper_sampling_recovers_the_injected_law(default_run, tmp_path):
-    import subprocess
-    import sys
-
+def test_shipped_model_recovers_the_injected_law(default_run):
     from starfm.dataset import read_dataset
     from starfm.inference import StarFM
 
     workdir, config = default_run
     results = workdir / config["results"]
-    settings = {**config["train"], **config["recipes"]["cpu"], "spectra_context_fraction": 0,
-                "threads": 1}
-    out = subprocess.run(
-        [sys.executable, "-m", "starfm", "train", "--dataset", str(results / "dataset.h5"),
-         "--settings", json.dumps(settings), "--checkpoint", str(tmp_path / "ck.pt"),
-         "--loss-log", str(tmp_path / "log.csv"), "--out", str(tmp_path / "model.pt"),
-         "--no-progress"], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-3000:]
     ds = read_dataset(results / "dataset.h5")
-    assert "extinction_law" in ds.attrs["truth_attrs"]
-    model = StarFM.load(tmp_path / "model.pt")
-    c = ec.recover_extinction_curve(model, ds.attrs["truth_attrs"])
-    lam = c.wavelength_nm
-    shape = ec.curve_agreement(c.median, c.injected, lam, up_to_offset=True)
-    absolute = ec.curve_agreement(c.median, c.injected, lam)
-    ln_form = ec.curve_agreement(np.nanmedian(c.ln_form.reshape(-1, len(lam)), axis=0),
-                                 c.injected, lam)
-    message = (f"recovered vs injected A/E over 400-950 nm (E_0 = {c.ebv_reference:.3g}): shape "
-               f"{shape:.3f}, absolute {absolute:.3f} (ln form {ln_form:.3f})")
-    assert np.isfinite(c.median).all(), message
-    assert shape <= SHAPE_TOLERANCE, message
-    assert absolute <= ABSOLUTE_TOLERANCE, message
+    truth = ds.attrs["truth_attrs"]
+    assert "extinction_law" in truth
+    written = results / "evaluation" / "extinction_curve.json"
+    if written.exists():
+        doc = json.loads(written.read_text())
+        assert doc["median_abs_rel_error"] is not None, doc    # null only without mock truth
+        error = float(doc["median_abs_rel_error"])
+        assert doc["law"] == ec.injected_law(truth, ec.XP_WAVELENGTH_NM)[1], doc
+        source = str(written)
+    else:
+        c = ec.recover_extinction_curve(StarFM.load(results / "model" / "model.pt"), truth)
+        assert np.isfinite(c.median).all()
+        error = ec.curve_agreement(c.median, c.injected, c.wavelength_nm, window=LAW_WINDOW)
+        source = "the shipped model.pt"
+    assert error <= LAW_TOLERANCE, (f"{source}: recovered vs injected law, median |dA/A| over "
+                                    f"400-900 nm = {error:.3f} > {LAW_TOLERANCE}")

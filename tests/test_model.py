@@ -180,6 +180,36 @@ def test_spectra_in_contexts_follow_the_priority():
     assert (~pad).sum(1)[present.sum(1) >= 64].float().mean().item() < 40   # ~34.5, not 64
 
 
+def test_labels_in_contexts_start_with_the_anchor_tokens():
+    present = torch.ones(4000, 120, dtype=torch.bool)
+    present[::2, TOKEN_INDEX["mass"]] = False             # an absent anchor is simply skipped
+    anchor = torch.zeros(120, dtype=torch.bool)
+    anchor[[TOKEN_INDEX[t] for t in ("teff", "logg", "m_h", "mass", "ln_age", "ln_ebv")]] = True
+    prio = torch.arange(120, dtype=torch.float32)
+    token, pad = M.sample_context(present, 5, 64, torch.Generator().manual_seed(8), prio, 0.3,
+                                  anchor=anchor, anchor_fraction=0.4)
+    n_anchor = (anchor[token] & ~pad).sum(1)
+    n_have = anchor[None, :].logical_and(present).sum(1)
+    long = (~pad).sum(1) >= 6
+    full = (n_anchor == n_have) & long
+    # 40 % of the stars carry all their present anchors (random contexts: almost never), and
+    # those come first in the context; the spectra-in share (30 %, ordered by prio) is kept
+    rate = full.float().mean().item()
+    assert 0.36 < rate < 0.45, rate                        # binomial sd 0.008; + chance ~0.001
+    first = anchor[token[:, :5]].all(1)
+    assert first[full].float().mean().item() > 0.99
+    p = torch.where(pad, torch.inf, prio[token])
+    ordered = ((p[:, 1:] >= p[:, :-1]).all(1) & ((~pad).sum(1) == 64)).float().mean().item()
+    assert 0.26 < ordered < 0.34, ordered
+    # lengths of labels-in contexts stay the random 5-64 (mean ~34.5)
+    assert 28 < (~pad).sum(1)[full].float().mean().item() < 41
+    # a share of 0 leaves the sampler as it was
+    ref = M.sample_context(present, 5, 64, torch.Generator().manual_seed(3), prio, 0.3)
+    same = M.sample_context(present, 5, 64, torch.Generator().manual_seed(3), prio, 0.3,
+                            anchor=anchor, anchor_fraction=0.0)
+    assert torch.equal(ref[0], same[0]) and torch.equal(ref[1], same[1])
+
+
 def test_request_sampler_weights():
     present = _present(b=3000)
     w = torch.ones(120)

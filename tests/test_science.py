@@ -6,23 +6,31 @@ the last digits, which 20 epochs amplify), so every bound below leaves room for 
 between runs of the same configuration.
 
 Thresholds:
-- "beats XGBoost": the transformer's robust scatter on mass and age (test split) must be lower
-  than the XGBoost baseline's, as in Zhang et al. (2026) Figs. 4-5, on identical inputs: the
-  papers' standard setting bp0-29, rp0-29, J-H, J-K, BP-RP (metrics.json top level =
-  settings.standard). The settings with the pseudo-luminosity and ln E(B-V) are extra rows,
-  each with its own XGBoost on the same inputs.
+- "matches or beats XGBoost" (issue 10 claim a): the transformer's robust scatter on mass and
+  age (test split) must be at most MATCH_TOLERANCE (3 %) above the XGBoost baseline's, as in
+  Zhang et al. (2026) Figs. 4-5, on identical inputs: the papers' standard setting bp0-29,
+  rp0-29, J-H, J-K, BP-RP (metrics.json top level = settings.standard). 3 % is the statistical
+  error of a robust scatter (1.4826 MAD, efficiency 37 %) on the ~1,600 test stars with mass
+  and age: 1/sqrt(0.74 n) = 2.9 %; closer than that the two models cannot be told apart on
+  this test split. The settings with the pseudo-luminosity and ln E(B-V) are extra rows, each
+  with its own XGBoost on the same inputs.
 - robustness settings (Figs. 4-5 e, f): with only the high-order coefficients bp/rp 25-54 the
   predicted sigma must grow (mean ratio > 1 for every label); with the labels mixed into those
   (identity) the catalogue labels must come back to well within their own errors.
-- z-scores: residual / sqrt(sigma_pred^2 + sigma_label^2) must have std within 0.8-1.25 (issue 4):
-  a calibrated Gaussian uncertainty gives 1; 0.8/1.25 allow ~20 % mis-scaling of sigma.
+- z-scores: residual / sqrt(sigma_pred^2 + sigma_label^2) must have std within 0.8-1.25 (issues
+  4, 10 claim b) on the standard inputs AND on the short-context robustness setting first5
+  (bp0-4, rp0-4): a calibrated Gaussian uncertainty gives 1; 0.8/1.25 allow ~20 % mis-scaling
+  of sigma.
+- inpainting (issue 10 claim d, Fig. 12): RP coefficients predicted from the 55 BP ones and BP
+  from RP must have a median per-star RMSE (coefficient / F_G) below half that of the trivial
+  predictor, the train split's median coefficients (INPAINT_BOUND; the shipped CPU models
+  reach 0.15-0.20, a model that ignores its context 1.0).
 - identity: a label given as input must come back to well within its own measurement error.
 - removing tokens: dropping the XP spectra (keeping colours, pseudo-luminosity and E(B-V)) must
   widen the predicted sigma of every label: by > 20 % for Teff, logg and [M/H], which the spectra
   carry, and by > 5 % for mass and age, for which the mock's XP hold only the indirect
   (logg, Teff) information (measured in two default runs: 1.38-3.1x and 1.14-1.20x). Removing only higher-order
-  coefficients (bp0-9 alone) is not tested: the small CPU model is over-confident on such
-  short contexts (z-score std ~1.3), a known limitation.
+  coefficients is the first5 setting's z-score check above.
 """
 from __future__ import annotations
 
@@ -61,21 +69,50 @@ def test_split(default_run):
     return model, values, errors, truth
 
 
+MATCH_TOLERANCE = 0.03     # robust-scatter statistical error on ~1,600 test stars (docstring)
+INPAINT_BOUND = 0.5
+
+
 @pytest.mark.parametrize("label", ["mass", "age"])
-def test_transformer_beats_xgboost_on_mass_and_age(metrics, label):
+def test_transformer_matches_or_beats_xgboost_on_mass_and_age(metrics, label):
     transformer = metrics["transformer"][label]["scatter"]
     xgboost = metrics["xgboost"][label]["scatter"]
-    assert transformer < xgboost, f"{label}: transformer {transformer:.3f} vs XGBoost {xgboost:.3f}"
+    assert metrics["transformer"][label]["n"] > 1000
+    assert transformer <= (1 + MATCH_TOLERANCE) * xgboost, \
+        f"{label}: transformer {transformer:.3f} vs XGBoost {xgboost:.3f}"
     # against the mock's truth the two are close (the labels' own noise is shared): no worse
     truth = metrics["truth"]
     assert truth["transformer"][label]["scatter"] < 1.03 * truth["xgboost"][label]["scatter"]
 
 
+@pytest.mark.parametrize("setting", ["standard", "first5"])
 @pytest.mark.parametrize("label", ["mass", "age", "teff", "logg", "m_h"])
-def test_uncertainties_are_calibrated(metrics, label):
-    z = metrics["transformer"][label]["zscore_std"]
-    assert 0.8 <= z <= 1.25, f"{label}: z-score std {z:.2f}"
-    assert metrics["transformer"][label]["n"] > 500  # enough test stars for the std to mean something
+def test_uncertainties_are_calibrated(metrics, setting, label):
+    scores = metrics["settings"][setting]["transformer"][label]
+    z = scores["zscore_std"]
+    assert 0.8 <= z <= 1.25, f"{setting} {label}: z-score std {z:.2f}"
+    assert scores["n"] > 500  # enough test stars for the std to mean something
+
+
+def test_inpaints_bp_from_rp_and_rp_from_bp(default_run, test_split):
+    """Fig. 12 on the shipped model: each band from the other, against the trivial predictor."""
+    workdir, _ = default_run
+    model, values, errors, _ = test_split
+    with h5py.File(workdir / "results" / "dataset.h5", "r") as f:
+        median = np.asarray(f.attrs["token_median"], float)
+    bp, rp = tokens.index(tokens.XP_BP), tokens.index(tokens.XP_RP)
+    both = np.flatnonzero(np.isfinite(values[:, bp[0]]) & np.isfinite(values[:, rp[0]]))[:2000]
+    assert both.size > 500
+    for name, src, dst in (("RP from BP", tokens.XP_BP, tokens.XP_RP),
+                           ("BP from RP", tokens.XP_RP, tokens.XP_BP)):
+        mean, std = model.predict(values[both], errors[both], inputs=src, outputs=dst)
+        obs = values[both][:, tokens.index(dst)]
+        assert np.isfinite(mean).all() and (std > 0).all()
+        with np.errstate(invalid="ignore"):
+            rmse = np.sqrt(np.nanmean((mean - obs) ** 2, axis=1))
+            trivial = np.sqrt(np.nanmean((median[tokens.index(dst)][None, :] - obs) ** 2, axis=1))
+        ratio = float(np.nanmedian(rmse / trivial))
+        assert ratio < INPAINT_BOUND, f"{name}: median RMSE / trivial predictor's = {ratio:.2f}"
 
 
 # scatter vs truth as a fraction of the population's own robust spread. The mock's XP carry

@@ -194,13 +194,18 @@ def test_warmup_then_per_step_cosine(small_dataset, tmp_path):
 
 
 def test_spectra_in_context_order_and_offer():
-    cfg = T.TrainConfig(spectra_keep_label=0.2, spectra_keep_other=0.75)
+    cfg = T.TrainConfig(spectra_keep_label=0.2, spectra_keep_other=0.75, spectra_keep_l_ebv=0.25)
     prio, keep = cfg.context_priority(), cfg.context_keep()
     i = tokens.TOKEN_INDEX
     # labels (when offered) first, then photometry/pseudo-luminosity/E(B-V), then XP by order
     assert prio[i["mass"]] < prio[i["pseudo_luminosity"]] == prio[i["bp_rp"]] < prio[i["bp0"]]
     assert prio[i["bp0"]] == prio[i["rp0"]] < prio[i["bp1"]] < prio[i["rp28"]] < prio[i["bp54"]]
-    assert keep[i["mass"]] == 0.2 and keep[i["ln_ebv"]] == 0.75 and keep[i["rp54"]] == 1.0
+    assert keep[i["mass"]] == 0.2 and keep[i["j_h"]] == 0.75 and keep[i["rp54"]] == 1.0
+    assert keep[i["ln_ebv"]] == keep[i["pseudo_luminosity"]] == 0.25
+    anchor = [tokens.VOCABULARY[k] for k in np.flatnonzero(cfg.context_anchor().numpy())]
+    assert sorted(anchor) == sorted(list(T.LABEL_TOKENS) + ["ln_ebv"])
+    with pytest.raises(io.StarfmInputError, match="exceed 1"):
+        T.TrainConfig(spectra_context_fraction=0.8, label_context_fraction=0.3)
     # the evaluation's 63 inputs with pseudo-luminosity and ln E(B-V) are the 63 first non-label
     # tokens of that order (+ bp29 or rp29)
     from starfm.input_settings import SETTINGS

@@ -205,7 +205,8 @@ def gaussian_nll(y, mean, log_var, known_err, weight=None):
 def sample_context(present: torch.Tensor, context_min: int, context_max: int,
                    generator: torch.Generator | None = None,
                    priority: torch.Tensor | None = None, priority_fraction: float = 0.0,
-                   priority_keep: torch.Tensor | None = None, priority_full_length: float = 1.0):
+                   priority_keep: torch.Tensor | None = None, priority_full_length: float = 1.0,
+                   anchor: torch.Tensor | None = None, anchor_fraction: float = 0.0):
     """Draw each star's context: a random number in [context_min, context_max] of its present tokens.
 
     present (b, n_tokens) bool. Vectorised: random keys (absent tokens sort last) and a top-k.
@@ -219,14 +220,27 @@ def sample_context(present: torch.Tensor, context_min: int, context_max: int,
     ``priority_full_length``, else the usual random number: a "spectra in" context such as the evaluation's
     many low-order XP coefficients + photometry, which uniform draws of 5-64 of ~120 tokens
     almost never show the model.
+
+    With ``anchor`` (n_tokens,) bool, a further random share ``anchor_fraction`` of the stars
+    (never the same as the spectra-in ones) take their present ``anchor`` tokens first, then
+    random others, the usual random 5-64 in all: "labels in" contexts (labels + ln E(B-V) ->
+    spectra, the direction the extinction-curve figure asks), which uniform draws give with
+    all six tokens almost never.
     """
     b, n = present.shape
     dev = present.device
     keys = torch.rand(b, n, generator=generator, device=dev)
     n_draw = torch.randint(context_min, context_max + 1, (b,), generator=generator, device=dev)
     usable = present
-    if priority is not None and priority_fraction > 0:
-        chosen = torch.rand(b, 1, generator=generator, device=dev) < priority_fraction
+    use_priority = priority is not None and priority_fraction > 0
+    use_anchor = anchor is not None and anchor_fraction > 0
+    if use_priority or use_anchor:
+        u = torch.rand(b, 1, generator=generator, device=dev)
+        chosen = u < (priority_fraction if use_priority else 0.0)
+    if use_anchor:
+        anchored = ~chosen & (u < (priority_fraction if use_priority else 0.0) + anchor_fraction)
+        keys = torch.where(anchored & anchor.to(dev)[None, :], keys - 2.0, keys)
+    if use_priority:
         prio = priority.to(dev)[None, :]
         allowed = torch.isfinite(prio)
         if priority_keep is not None:
