@@ -4,7 +4,7 @@ RP from BP) and ``starfm predict-merge`` (per-file predictions -> one catalogue)
 generate: the model's XP tokens given any of Teff, logg, [M/H], mass, age and E(B-V), turned into
 coefficients for a star of magnitude G (tokens are coefficient / F_G; default G = 12), and sampled
 on GaiaXPy's calibrate grid (336-1020 nm, 2 nm) through GaiaXPy's own bases
-(``starfm.extinction_curve.xp_design_matrix``: ``gaiaxpy.calibrate`` of the unit coefficient
+(``starfm.xp_flux.xp_design_matrix``: ``gaiaxpy.calibrate`` of the unit coefficient
 vectors, so flux = coefficients @ M exactly). Uncertainties: the model's sigma per coefficient,
 propagated to the flux as uncorrelated (sigma_flux^2 = sigma^2 @ M^2). The output is an XP table
 (``*_coefficients``, ``*_coefficient_errors``, ``*_n_relevant_bases`` = 55, ``phot_g_mean_mag``)
@@ -48,7 +48,7 @@ def wavelength_grid() -> np.ndarray:
 
 def sample_spectrum(coefficients: np.ndarray, errors: np.ndarray | None = None):
     """(n, 110) BP+RP coefficients (and errors) -> GaiaXPy flux (n, 343) and its sigma."""
-    from starfm.extinction_curve import xp_design_matrix
+    from starfm.xp_flux import xp_design_matrix
     m = xp_design_matrix(wavelength_grid())
     flux = np.nan_to_num(coefficients) @ m
     if errors is None:
