@@ -91,25 +91,24 @@ def tiny_config() -> dict:
     return merged(default_config(), yaml.safe_load((REPO_ROOT / ".test" / "config.yaml").read_text()))
 
 
+def _workflow_run(tmp_path_factory, name: str, config: dict):
+    """``config`` run once end to end with Snakemake in a new temporary directory."""
+    workdir = tmp_path_factory.mktemp(name)
+    out = run_snakemake(workdir, config)
+    if out.returncode != 0:
+        pytest.fail(f"{name} workflow failed:\n{out.stderr[-6000:]}")
+    return workdir, config
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """The workflow end to end on the tiny test configuration (.test/config.yaml), run once with
     Snakemake in a temporary directory; the workflow tests read its outputs."""
-    workdir = tmp_path_factory.mktemp("tiny_run")
-    config = tiny_config()
-    out = run_snakemake(workdir, config)
-    if out.returncode != 0:
-        pytest.fail(f"tiny workflow failed:\n{out.stderr[-6000:]}")
-    return workdir, config
+    return _workflow_run(tmp_path_factory, "tiny_run", tiny_config())
 
 
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory):
     """The default workflow (config.yaml as shipped: 20,000-star mock survey) run once, end to
     end, with Snakemake in a temporary directory. Science and workflow tests read its outputs."""
-    workdir = tmp_path_factory.mktemp("default_run")
-    config = default_config()
-    out = run_snakemake(workdir, config)
-    if out.returncode != 0:
-        pytest.fail(f"default workflow failed:\n{out.stderr[-6000:]}")
-    return workdir, config
+    return _workflow_run(tmp_path_factory, "default_run", default_config())
