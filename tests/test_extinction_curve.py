@@ -192,19 +192,20 @@ def test_mock_physics_recovers_the_injected_law_in_magnitudes_not_ln():
     """The mock survey's own noise-free spectra (a perfect model): the magnitude form gives the
     injected A/E_SFD = 3.1 x 0.884 x F99/A_V; the papers' ln form is 7.9 % low.
 
-    Measured: magnitude form 0.06 % (median over 400-950 nm), every curve within 1.1 % there
-    (the mock reddens before smoothing to XP resolution, and the ridge projection onto the basis
-    is not exact); ln form 7.9 %. Thresholds 0.5 % / 2 % / > 6 % leave room on both sides.
+    Measured: magnitude form 0.41 % (median over 400-950 nm), every curve within 13 % there
+    (the mock reddens before smoothing to XP resolution, and the projection onto the basis keeps
+    real-like coefficient amplitudes at the price of ~3 % flux ringing, mock.spectra docstring);
+    ln form 7.9 %. Thresholds 1 % / 20 % / > 6 % leave room on both sides (R_V = 2.5 is 24 % off).
     """
     c = ec.recover_extinction_curve(MockPhysicsModel(), MOCK_TRUTH_ATTRS, ebv_reference=0.05)
     lam = c.wavelength_nm
-    assert ec.curve_agreement(c.median, c.injected, lam) < 0.005
+    assert ec.curve_agreement(c.median, c.injected, lam) < 0.01
     inside = (lam >= 400) & (lam <= 950)
-    assert np.max(np.abs(c.a_over_ebv / c.injected - 1)[..., inside]) < 0.02
+    assert np.max(np.abs(c.a_over_ebv / c.injected - 1)[..., inside]) < 0.2
     ln_median = np.median(c.ln_form.reshape(-1, len(lam)), axis=0)
     assert ec.curve_agreement(ln_median, c.injected, lam) > 0.06
     # per E_true, the magnitude form is F99 R_V = 3.1 itself
-    assert ec.curve_agreement(c.per_true(c.median), c.f99, lam) < 0.005
+    assert ec.curve_agreement(c.per_true(c.median), c.f99, lam) < 0.01
     # the G-band extinction A_G / E of these red giants, from the luminosity ratio
     ag = c.a_g / (c.ebv - c.ebv_reference)[:, None]
     assert np.all((ag > 1.7) & (ag < 2.2))

@@ -17,7 +17,7 @@ from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME, EBV_TRUE_OVER_SFD
 from starfm.io import StarfmInputError, read_attrs, read_table
 from starfm.mock import spectra as mock_spectra
 from starfm.mock.survey import cli, make_mock_survey
-from starfm.mock.xp_continuous import XP_DTYPES, xp_coefficient_errors
+from starfm.mock.xp_continuous import RELEVANCY_SNR, XP_DTYPES, relevant_bases, xp_coefficient_errors
 from starfm.tokens import g_flux
 
 N_ROWS = 400
@@ -210,11 +210,13 @@ def test_gaiaxpy_calibrate_recovers_the_model_spectrum(mock):
     assert np.max(np.abs(flux - ours) / model.mean(1, keepdims=True)) < 1e-6
     assert np.max(np.abs(flux - mock_spectra.calibrated_flux(bp, rp)) / model.mean(1, keepdims=True)) < 1e-6
     # and gives back the model spectrum (at XP resolution) to the projection's accuracy: the
-    # projection trades flux misfit (0.2 % scale) against coefficient amplitudes like real DR3 ones,
-    # which leaves ~0.4 % rms and < 2 % at worst (measured); 1 % rms / 3 % max leaves a margin
+    # projection keeps coefficient amplitudes like real DR3 ones (flux tolerance 0.3 BP, 0.06 RP,
+    # mock.spectra docstring), which leaves 2.7-3.1 % rms and 8.5-10 % at worst on these four
+    # stars (measured); 4 % rms / 13 % max leave a margin. The former 0.2 % tolerance gave 0.4 %
+    # rms at the cost of 8-25x the real high-order coefficients.
     rel = (flux - model) / model.mean(1, keepdims=True)
-    assert np.sqrt(np.mean(rel ** 2, axis=1)).max() < 0.01
-    assert np.abs(rel).max() < 0.03
+    assert np.sqrt(np.mean(rel ** 2, axis=1)).max() < 0.04
+    assert np.abs(rel).max() < 0.13
 
 
 def test_stored_noisy_coefficients_calibrate_close_to_truth(mock):
@@ -458,10 +460,26 @@ def test_correlated_noise_has_the_template_correlation():
     assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1] - target) < 0.03 and abs(target) > 0.1
 
 
+def test_relevancy_rule_reproduces_the_archive_on_real_sources(realdata_dir):
+    """The mock's rule (last coefficient with |c|/err > 3, + 1) applied to the 2,000 real sources
+    of xp_spectral_lines chunk0 gives their archive n_relevant_bases to a median |difference| of
+    1 base (measured: 1 in both bands, correlation 0.46-0.47; 2 sigma would give 4-5)."""
+    from astropy.table import Table
+
+    real = Table.read(realdata_dir / "xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits")
+    for band in ("bp", "rp"):
+        coef = np.stack([np.asarray(real[f"{band}_coeff_{k}"], float) for k in range(55)], 1)
+        err = np.stack([np.asarray(real[f"e_{band}_coeff_{k}"], float) for k in range(55)], 1)
+        ours = np.clip(relevant_bases(coef, err, RELEVANCY_SNR[band]), 2, 55)
+        archive = np.asarray(real[f"{band}_n_relevant_bases"])
+        assert np.median(np.abs(ours - archive)) <= 1, band
+        assert np.corrcoef(ours, archive)[0, 1] > 0.35, band
+
+
 def test_n_relevant_bases_follow_the_real_relation_with_g(realdata_dir):
-    """Median n_relevant_bases in G bins 12-15: mock (signal-to-noise rule) vs the 2,000 real
-    sources of xp_spectral_lines chunk0, within 5 bases in every bin and both bands (at G 15-16 the
-    mock's BP gives 2-3 against the real 6: the model spectra's coefficient S/N falls in steps)."""
+    """Median n_relevant_bases in one-magnitude G bins from 11 to 17 (each with >= 55 real
+    sources): mock (signal-to-noise rule) vs the 2,000 real sources of xp_spectral_lines chunk0,
+    within 3 bases in every bin and both bands (measured on the default run: at most 2)."""
     from astropy.table import Table
 
     real = Table.read(realdata_dir / "xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits")
@@ -473,11 +491,11 @@ def test_n_relevant_bases_follow_the_real_relation_with_g(realdata_dir):
     g_mock = np.array([g_of[s] for s in xp["source_id"]])
     for band in ("bp", "rp"):
         n_real, n_mock = np.asarray(real[f"{band}_n_relevant_bases"]), xp[f"{band}_n_relevant_bases"]
-        for lo in (12.0, 13.0, 14.0):
+        for lo in (11.0, 12.0, 13.0, 14.0, 15.0, 16.0):
             r = (g_real >= lo) & (g_real < lo + 1)
             m = (g_mock >= lo) & (g_mock < lo + 1) & (n_mock > 0)
-            assert m.sum() > 20 and r.sum() > 20
-            assert abs(np.median(n_mock[m]) - np.median(n_real[r])) <= 5, (band, lo, np.median(n_mock[m]),
+            assert m.sum() > 20 and r.sum() > 50
+            assert abs(np.median(n_mock[m]) - np.median(n_real[r])) <= 3, (band, lo, np.median(n_mock[m]),
                                                                             np.median(n_real[r]))
 
 

@@ -10,18 +10,16 @@ per real matrix, the draws batched by matrix. The archive table then carries tha
 ``*_correlation_template``, and :class:`starfm.mock.archive.MockGaiaArchive` expands it).
 ``mock.xp_correlated_noise: false`` draws independent noise (and serves zero correlations).
 
-``n_relevant_bases`` = 1 + the index of the last noisy coefficient with |c_k| / err_k > T_band.
-On the 2,000 real sources of ``xp_spectral_lines/xp_continuous_combined_chunk0.fits`` (which
-carry coefficients, errors and n_relevant_bases; G from the synthetic photometry of their
-coefficients) T = 3 gives the archive's value to a median difference of 0-1 bases in both bands
-(correlation 0.46). The mock's model giants, though, carry more significant structure in
-coefficients 5-20 than those (mostly faint, not red-giant) real sources, so T = 3 would call
-nearly all 55 bases relevant; T_band (:data:`RELEVANCY_SNR`: 20 in both bands) is instead set so that
-the mock's median n_relevant_bases against G follows the real one at G = 12-15 (where most
-mock sources lie; within 5 bases, tests/test_mock_survey.py checks it). Outside, the step-like
-S/N of the model spectra's coefficients shows: brighter than G = 12 the mock's BP calls ~54 bases
-relevant (real: 17-27), at G = 15-16 2-3 (real: 6). ``mock.xp_relevancy: g`` restores the older draw
-from the real median against G. Sources fainter than G = 17.65 (and a random 6 %) have no XP; 1 % lack one band.
+``n_relevant_bases`` = 1 + the index of the last noisy coefficient with |c_k| / err_k > 3
+(:data:`RELEVANCY_SNR`). On the 2,000 real sources of ``xp_spectral_lines/xp_continuous_combined_chunk0.fits``
+(which carry coefficients, errors and n_relevant_bases; G from the synthetic photometry of their
+coefficients) this rule gives the archive's value to a median |difference| of 1 base in both bands
+(tests/test_mock_survey.py). Applied to the mock it reproduces the real median n_relevant_bases
+against G (BP 22/17/10/9/8/7/6 against the real 24/17/11/9/7/6/4 from G < 11 to G 16-17; RP
+within 2 bases from G = 11 to 17, though 9 against 22 brighter than G = 11, 30 real sources)
+because the mock's coefficients carry the power real ones do (:mod:`starfm.mock.spectra`: the
+projection's prior). ``mock.xp_relevancy: g`` restores the older draw from the real median
+against G. Sources fainter than G = 17.65 (and a random 6 %) have no XP; 1 % lack one band.
 """
 from __future__ import annotations
 
@@ -38,7 +36,7 @@ from starfm.xp_tables import N_COEFFICIENTS
 # real correlation matrices stored in the group ``correlation_templates`` (-1: none)
 XP_DTYPES = {**XP_STORE_DTYPES, "bp_correlation_template": "i2", "rp_correlation_template": "i2"}
 CORRELATION_FILE = Path(__file__).resolve().parent / "data" / "xp_correlations.npz"
-RELEVANCY_SNR = {"bp": 20.0, "rp": 20.0}   # n_relevant_bases: last coefficient with |c|/err above this, + 1
+RELEVANCY_SNR = {"bp": 3.0, "rp": 3.0}     # n_relevant_bases: last coefficient with |c|/err above this, + 1
 NO_XP_RANDOM_FRACTION = 0.06       # besides every G > 17.65 source
 MISSING_BAND_FRACTION = 0.01
 
