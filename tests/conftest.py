@@ -112,3 +112,20 @@ def default_run(tmp_path_factory):
     """The default workflow (config.yaml as shipped: 20,000-star mock survey) run once, end to
     end, with Snakemake in a temporary directory. Science and workflow tests read its outputs."""
     return _workflow_run(tmp_path_factory, "default_run", default_config())
+
+
+def rv25_config() -> dict:
+    """config.yaml with the mock's extinction law switched to F99 R_V = 2.5 (issue 9)."""
+    return merged(default_config(), {"mock": {"extinction_r_v": 2.5}})
+
+
+@pytest.fixture(scope="session")
+def rv25_run(tmp_path_factory):
+    """The default configuration with a mock injected with F99 R_V = 2.5, run with Snakemake up
+    to the Fig. 16 stage's extinction_curve.json (mock, data stages, training; ~5 min)."""
+    config = rv25_config()
+    workdir = tmp_path_factory.mktemp("rv25_run")
+    out = run_snakemake(workdir, config, f"{config['results']}/evaluation/extinction_curve.json")
+    if out.returncode != 0:
+        pytest.fail(f"rv25 workflow failed:\n{out.stderr[-6000:]}")
+    return workdir, config

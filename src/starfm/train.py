@@ -37,6 +37,12 @@ tokens together for ~0.05 % of the stars, yet the extinction-curve figure (Fig. 
 labels + E(B-V) -> spectra; without these contexts the CPU recipes recovered the injected law
 to 57-79 %, with a share of 0.25 to 9 % (benchmarks/recipe_frontier.py; README "Training
 recipes").
+The extinction curve's absolute level comes from the predicted pseudo-luminosity (A_G, see
+:mod:`starfm.extinction_curve`), one token of ~120: with uniform requests a labels-in star is
+asked for it in ~8 % of epochs, and the CPU model's A_G/E(B-V) came out 20-50 % low or
+varying with logg (law 8-42 % off over three seeds of the calibrated mock). Up-weighting its
+requests like the labels' (``luminosity_weight`` 8, ours) gave 2 % on the same dataset and seed
+(benchmarks/recipe_frontier.py).
 Short CPU runs also gain from a warm-up then per-step cosine (``warmup_epochs``, a higher lr)
 and gradient clipping (``grad_clip``); the cosine-warm-restarts schedule is the paper's,
 stepped every batch (fractional epochs) rather than every epoch.
@@ -97,6 +103,7 @@ class TrainConfig:
     val_fraction: float = 0.1               # of the train split, held out for the validation loss
     n_requests: int = 12                    # requested tokens per star per step (ours)
     label_weight: float = 8.0               # request up-weighting of LABEL_TOKENS (ours)
+    luminosity_weight: float = 8.0          # request up-weighting of the pseudo-luminosity (ours)
     never_request: tuple[str, ...] = ("bp_rp", "j_k")
     length_chunks: int = 4                  # stars of a step run in chunks of similar context length
     spectra_context_fraction: float = 0.5   # share of stars given a spectra-in context (ours)
@@ -153,6 +160,7 @@ class TrainConfig:
     def request_weight(self) -> torch.Tensor:
         w = torch.ones(len(tokens.VOCABULARY))
         w[tokens.index(list(LABEL_TOKENS))] = self.label_weight
+        w[tokens.TOKEN_INDEX["pseudo_luminosity"]] = self.luminosity_weight
         w[tokens.index(list(self.never_request))] = 0.0
         return w
 
