@@ -89,7 +89,9 @@ def plot_extinction_curve(d: dict):
     ax1.plot(lam, d["ln_median"], color="tab:blue", ls=":", lw=1.5, label=ln_label)
     sm = pyplot.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax1, label=r"$\log g$ of the grid star [dex]")
-    finite = np.concatenate([d["f99"], d["median"][np.isfinite(d["median"])]])
+    # y range from the literature curve and the median redward of 400 nm: the model's blue-end
+    # curves (336-400 nm, where BP is faint for red giants) can ring far above it
+    finite = np.concatenate([d["f99"], d["median"][np.isfinite(d["median"]) & (np.asarray(lam) >= 400)]])
     ax1.set(xlabel=r"$\lambda$ [nm]",
             ylabel=f"A($\\lambda$) / E(B-V)$_{{\\rm true}}$ (E$_{{\\rm true}}$ = "
                    f"{d['ebv_true_over_sfd']:g} E$_{{\\rm SFD}}$)",
