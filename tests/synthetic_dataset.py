@@ -42,7 +42,7 @@ TRAINED_N_STARS = 3000
 # kind of query the inference tests make (few tokens, a label given back), which the CPU
 # default's 75% spectra-in contexts leave too rare at this size (a label in the context did
 # not yet shrink sigma). The spectra-in contexts are tested in test_model/test_train.
-TRAINED_CONFIG = dict(epochs=8, batch_size=64, lr=3e-3, n_requests=12, seed=5, label_weight=8.0,
+TRAINED_CONFIG = dict(epochs=8, batch_size=64, lr=3e-3, n_requests=12, seed=5, label_weight=8.0, luminosity_weight=1.0,
                       spectra_context_fraction=0.0, warmup_epochs=0.0, grad_clip=0.0)
 
 
