@@ -460,17 +460,23 @@ def test_correlated_noise_has_the_template_correlation():
     assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1] - target) < 0.03 and abs(target) > 0.1
 
 
+def _real_chunk0(realdata_dir):
+    """The 2,000 real sources of xp_spectral_lines chunk0: table, coefficients and errors per band."""
+    from astropy.table import Table
+
+    real = Table.read(realdata_dir / "xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits")
+    coef = {b: np.stack([np.asarray(real[f"{b}_coeff_{k}"], float) for k in range(55)], 1) for b in ("bp", "rp")}
+    err = {b: np.stack([np.asarray(real[f"e_{b}_coeff_{k}"], float) for k in range(55)], 1) for b in ("bp", "rp")}
+    return real, coef, err
+
+
 def test_relevancy_rule_reproduces_the_archive_on_real_sources(realdata_dir):
     """The mock's rule (last coefficient with |c|/err > 3, + 1) applied to the 2,000 real sources
     of xp_spectral_lines chunk0 gives their archive n_relevant_bases to a median |difference| of
     1 base (measured: 1 in both bands, correlation 0.46-0.47; 2 sigma would give 4-5)."""
-    from astropy.table import Table
-
-    real = Table.read(realdata_dir / "xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits")
+    real, coef, err = _real_chunk0(realdata_dir)
     for band in ("bp", "rp"):
-        coef = np.stack([np.asarray(real[f"{band}_coeff_{k}"], float) for k in range(55)], 1)
-        err = np.stack([np.asarray(real[f"e_{band}_coeff_{k}"], float) for k in range(55)], 1)
-        ours = np.clip(relevant_bases(coef, err, RELEVANCY_SNR[band]), 2, 55)
+        ours = np.clip(relevant_bases(coef[band], err[band], RELEVANCY_SNR[band]), 2, 55)
         archive = np.asarray(real[f"{band}_n_relevant_bases"])
         assert np.median(np.abs(ours - archive)) <= 1, band
         assert np.corrcoef(ours, archive)[0, 1] > 0.35, band
@@ -480,10 +486,7 @@ def test_n_relevant_bases_follow_the_real_relation_with_g(realdata_dir):
     """Median n_relevant_bases in one-magnitude G bins from 11 to 17 (each with >= 55 real
     sources): mock (signal-to-noise rule) vs the 2,000 real sources of xp_spectral_lines chunk0,
     within 3 bases in every bin and both bands (measured on the default run: at most 2)."""
-    from astropy.table import Table
-
-    real = Table.read(realdata_dir / "xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits")
-    coef = {b: np.stack([np.asarray(real[f"{b}_coeff_{k}"], float) for k in range(55)], 1) for b in ("bp", "rp")}
+    real, coef, _ = _real_chunk0(realdata_dir)
     g_real = mock_spectra.synthetic_gaia_mags(coef["bp"], coef["rp"])[:, 0]
     out = make_mock_survey_cached()
     xp, gs = read_table(out / "gaia_archive/xp_continuous.h5"), read_table(out / "gaia_archive/gaia_source.h5")

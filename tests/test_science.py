@@ -7,7 +7,7 @@ between runs of the same configuration.
 
 Thresholds:
 - "matches or beats XGBoost" (issue 10 claim a): the claim is the transformer's robust scatter
-  on mass and age (test split) at most MATCH_TOLERANCE (3 %) above the XGBoost baseline's, as in
+  on mass and age (test split) at most 3 % above the XGBoost baseline's, as in
   Zhang et al. (2026) Figs. 4-5, on identical inputs: the papers' standard setting bp0-29,
   rp0-29, J-H, J-K, BP-RP (metrics.json top level = settings.standard). 3 % is the statistical
   error of a robust scatter (1.4826 MAD, efficiency 37 %) on the ~1,600 test stars with mass
@@ -73,7 +73,6 @@ def test_split(default_run):
     return model, values, errors, truth
 
 
-MATCH_TOLERANCE = 0.03     # robust-scatter statistical error on ~1,600 test stars (docstring)
 INPAINT_BOUND = 0.5
 
 
@@ -81,7 +80,7 @@ INPAINT_BOUND = 0.5
 # inputs: transformer / XGBoost robust scatter, recipes.cpu on one dataset, four trainings
 # (seeds 3, 4, 5 of the former recipe, and the shipped one with luminosity_weight 8):
 # mass 1.035, 1.035, 1.056, 1.049; age 1.026, 1.015, 1.041, 1.015. Mass is never within
-# MATCH_TOLERANCE and age is within it in three of four: the claim sits at the edge of what the
+# the claim's 3 % and age is within it in three of four: the claim sits at the edge of what the
 # small CPU model reaches, and which side a run lands on depends on the seed (and the CPU's
 # float kernels), so neither "passes" nor "strictly fails" would be a stable test of it. What
 # is stable, and asserted: the shipped model is within FRONTIER_TOLERANCE (8 %, above the
@@ -146,8 +145,9 @@ def test_inpaints_bp_from_rp_and_rp_from_bp(default_run, test_split):
 # mass errors ~12 %): for mass and age the bound (1.0) only asks for no worse than a constant
 # prediction; logg is asserted where its information is, with the pseudo-luminosity
 # (standard+pseudo_luminosity: 0.56 / 0.49 of the spread; bound 0.7).
-RECOVERY_BOUND = {"teff": 0.5, "m_h": 0.6, "mass": 1.0, "age": 1.0}
-LOGG_WITH_L_BOUND = 0.7
+# label -> (input setting whose truth scatter is checked, bound as a fraction of the spread)
+RECOVERY_BOUND = {"teff": ("standard", 0.5), "m_h": ("standard", 0.6), "mass": ("standard", 1.0),
+                  "age": ("standard", 1.0), "logg": ("standard+pseudo_luminosity", 0.7)}
 
 
 def test_labels_recovered_against_truth(metrics, test_split):
@@ -156,12 +156,9 @@ def test_labels_recovered_against_truth(metrics, test_split):
     for label, column in names.items():
         t = truth[column]
         spread = 1.4826 * np.nanmedian(np.abs(t - np.nanmedian(t)))
-        if label == "logg":
-            scatter = metrics["settings"]["standard+pseudo_luminosity"]["truth"]["transformer"]["logg"]["scatter"]
-            bound = LOGG_WITH_L_BOUND
-        else:
-            scatter, bound = metrics["truth"]["transformer"][label]["scatter"], RECOVERY_BOUND[label]
-        assert scatter < bound * spread, f"{label}: scatter {scatter:.3g} vs population {spread:.3g}"
+        setting, bound = RECOVERY_BOUND[label]
+        scatter = metrics["settings"][setting]["truth"]["transformer"][label]["scatter"]
+        assert scatter < bound * spread, f"{label} ({setting}): scatter {scatter:.3g} vs population {spread:.3g}"
 
 
 @pytest.mark.parametrize("label", ["teff", "logg", "m_h", "mass"])
