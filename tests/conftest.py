@@ -2,9 +2,19 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-import pytest
+# The test process computes with the kernels the workflow's stages use (starfm.kernels): the
+# pins are read when numpy and torch load, so they are set before anything imports them.
+from starfm import kernels
+
+kernels.pin()
+if "numpy" in sys.modules or "torch" in sys.modules:  # a plugin loaded them first
+    sys.stderr.write("conftest: numpy/torch were imported before the CPU-kernel pins; "
+                     "numbers may differ from the workflow's\n")
+
+import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from starfm import kernels
+
 # stage name -> (module:function, one-line description), in pipeline order
 STAGES: dict[str, tuple[str, str]] = {
     "mock-survey": ("starfm.mock.survey:cli", "generate the mock survey (allStar, DistMass, Gaia archive, dust map, truth)"),
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starfm: unknown stage '{stage}'\n\n{_usage()}", file=sys.stderr)
         return 2
     target, _ = STAGES[stage]
+    # before any stage module loads numpy or torch: the same kernels on every x86 CPU type
+    kernels.pin()
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     return int(func(rest) or 0)

@@ -6,6 +6,10 @@ import sys
 # the APOGEE file names, defined once in the package (starfm.constants imports nothing)
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME  # noqa: E402
+from starfm.kernels import pin as pin_cpu_kernels  # noqa: E402
+
+# every job (local, cluster, conda) inherits the CPU-kernel pins: the same files on any x86 CPU
+pin_cpu_kernels(config["cpu_kernels"])
 
 RESULTS = config["results"]
 MODE = config["mode"]
