@@ -120,8 +120,24 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory):
     """The default workflow (config.yaml as shipped: 20,000-star mock survey) run once, end to
-    end, with Snakemake in a temporary directory. Science and workflow tests read its outputs."""
-    return _workflow_run(tmp_path_factory, "default_run", default_config())
+    end, with Snakemake in a temporary directory. Science and workflow tests read its outputs.
+
+    ``STARFM_DEFAULT_RUN_DIR=DIR`` checks a run you already have instead (e.g. another seed, or
+    made with ``ATEN_CPU_CAPABILITY=default``; benchmarks/science_spread.py): the workflow is
+    brought up to date in DIR with DIR's own ``config.yaml`` (written by an earlier test run, or
+    the shipped one merged with DIR/over.yaml when that exists)."""
+    reuse = os.environ.get("STARFM_DEFAULT_RUN_DIR")
+    if not reuse:
+        return _workflow_run(tmp_path_factory, "default_run", default_config())
+    import yaml
+
+    workdir = Path(reuse).resolve()
+    over = workdir / "over.yaml"
+    config = merged(default_config(), yaml.safe_load(over.read_text()) if over.exists() else {})
+    out = run_snakemake(workdir, config, name="test_config.yaml")
+    if out.returncode != 0:
+        pytest.fail(f"default run in {workdir} failed:\n{out.stderr[-6000:]}")
+    return workdir, config
 
 
 def rv25_config() -> dict:
