@@ -25,7 +25,7 @@ from starfm.catalogue_io import iter_xp_chunks, read_columns
 from starfm.io import StarfmInputError, read_table, write_table
 from starfm.model import ModelConfig
 from starfm.predict import FLAGS, PredictSettings, SideTable, synthetic_photometry, token_columns
-from starfm.tokenise import ValidityCuts, g_flux, tokenise
+from starfm.tokenise import CutSettings, g_flux, tokenise
 from starfm.train import TrainConfig, train
 from conftest import default_config, run_snakemake
 from synthetic_dataset import trained_synthetic_model, write_synthetic_dataset
@@ -174,7 +174,7 @@ def test_predict_tokens_equal_assemble_tokens(tmp_path):
     phot = SideTable(tmp_path / "tmass.h5", "2MASS", PHOTOMETRY_ALIASES)
     xp, extra = next(iter_xp_chunks(paths["xp"]))
     cols, _, flag = token_columns(xp, extra, gs, phot, PredictSettings())
-    values, _ = tokenise(cols, ValidityCuts.from_dict(DEFAULT_CUTS), missing_quality="pass")
+    values, _ = tokenise(cols, CutSettings.parse(DEFAULT_CUTS), missing_quality="pass")
     mine = values[np.searchsorted(xp["source_id"], ds["source_id"])]
     shared = tokens.index(tokens.XP_BP + tokens.XP_RP + ["bp_rp", "j_h", "j_k", "pseudo_luminosity"])
     assert np.isfinite(ds["values"][:, shared]).sum() > 1000
