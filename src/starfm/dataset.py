@@ -101,9 +101,9 @@ def training_records(ds: Dataset) -> dict:
     values = ds.values[train]
     present = np.isfinite(values)
     counts = present.sum(0)
-    cuts = ds.attrs.get("cuts")
+    cuts = ds.attrs.get("cuts")      # assemble writes JSON text (CutSettings.to_json)
     try:
-        cuts = json.loads(cuts) if isinstance(cuts, str) else None
+        cuts = json.loads(cuts) if isinstance(cuts, str) else cuts
     except json.JSONDecodeError:
         cuts = None
     cuts = cuts if isinstance(cuts, dict) else None

@@ -70,9 +70,9 @@ FLAGS = {1: "not in the gaia_source table (or none given)",
               "catalogue without masses): written NaN, never as if learned",
          512: "an input token the model never saw in training was given: dropped (e.g. a parallax "
               "for a model trained without pseudo-luminosity)",
-         1024: "outside the training giants' coverage (as DistMass BITMASK 2): G, BP-RP, J-K or a "
-               "predicted teff, logg, m_h, mass, age outside the model's recorded 0.5-99.5 "
-               "percentile range of its train split"}
+         1024: "outside the training giants' coverage (as DistMass BITMASK 2): G, BP-RP (Gaia's, "
+               "else synthesised from XP), J-K or a predicted teff, logg, m_h, mass, age outside "
+               "the model's recorded 0.5-99.5 percentile range of its train split"}
 # the quantities of the out-of-distribution test (flag 1024) and where their value comes from:
 # the star's inputs (G as used; BP-RP and J-K tokens, when given) and the model's predictions
 OOD_INPUTS = ("phot_g_mean_mag", "bp_rp", "j_k")
@@ -255,7 +255,10 @@ def model_records(fm, settings: PredictSettings) -> ModelRecords:
     star gets the out-of-distribution flag (1024); each fallback is logged."""
     training = getattr(fm, "training", None) or {}
     if training.get("cuts"):
-        base = CutSettings.parse(training["cuts"])
+        try:
+            base = CutSettings.parse(training["cuts"])
+        except StarfmInputError as exc:
+            raise StarfmInputError(f"the model file's training cuts are not this starfm's ({exc})") from None
     else:
         log.warning("the model file records no training cuts (written by an older starfm): "
                     "using the default cuts (config.yaml)")
@@ -279,6 +282,17 @@ def outside_coverage(quantities: Mapping[str, np.ndarray], coverage: Mapping) ->
             lo, hi = coverage[name]
             out[name] = np.isfinite(x) & ((x < lo) | (x > hi))
     return out
+
+
+def _colour(used: dict, xp: dict) -> np.ndarray:
+    """BP-RP for the coverage test: Gaia's where given, else synthesised from the XP spectrum
+    (GaiaXPy Gaia DR3 Vega, as the G fallback; NaN without both bands). Never a token."""
+    bp_rp = np.asarray(used["bp_rp"], np.float64).copy()
+    missing = ~np.isfinite(bp_rp)
+    if missing.any():
+        mags = synthetic_photometry(xp["bp_coefficients"][missing], xp["rp_coefficients"][missing])
+        bp_rp[missing] = mags[:, 1] - mags[:, 2]
+    return bp_rp
 
 
 def predict_chunk(fm, xp: dict, extra: dict, gaia: SideTable | None, photometry: SideTable | None,
@@ -311,7 +325,7 @@ def predict_chunk(fm, xp: dict, extra: dict, gaia: SideTable | None, photometry:
         std[:, unlearned] = np.nan
         flag |= 256
     predicted = dict(zip(OUTPUTS.values(), mean.T))
-    quantities = {"phot_g_mean_mag": used["phot_g_mean_mag"], "bp_rp": used["bp_rp"],
+    quantities = {"phot_g_mean_mag": used["phot_g_mean_mag"], "bp_rp": _colour(used, xp),
                   "j_k": values[:, tokens.TOKEN_INDEX["j_k"]].astype(np.float64),
                   **{t: predicted[t] for t in OOD_OUTPUTS}}
     outside = outside_coverage(quantities, records.coverage)
