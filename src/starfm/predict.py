@@ -29,6 +29,12 @@ flag 2). Quality columns that are unknown (BP-RP range, excess factor, RUWE) ski
 ``distance`` = 10**(G/5) / L_pred [kpc] with L_pred the pseudo-luminosity the model predicts from
 all its inputs: where a good parallax is given it dominates, elsewhere it is the spectrophotometric
 distance.
+
+A model predicts under what it was trained on (``model.pt`` key ``training``,
+:func:`model_records`): its training cuts (``PredictSettings.cuts`` may only narrow them), only
+input tokens it saw in training (others dropped, flag 512), outputs it had training data for
+(others NaN, flag 256), and a star outside the training giants' coverage gets flag 1024.
+``starfm predict-merge`` (:func:`merge`) concatenates per-file predictions into one catalogue.
 """
 from __future__ import annotations
 
