@@ -419,7 +419,7 @@ def test_api_predict_matches_cli(trained, realdata_dir, tmp_path):
         np.testing.assert_allclose(api[k], cli[k], err_msg=k)
     with pytest.raises(StarfmInputError, match="bp99"):
         model.predict(str(path), inputs=["bp99"])
-    assert set(FLAGS) == {1, 2, 4, 8, 16, 32, 64, 128}
+    assert set(FLAGS) == {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
 
 
 # ---------------------------------------------------------------------------- the workflow target
