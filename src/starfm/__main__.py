@@ -27,7 +27,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "predict": ("starfm.predict:cli", "predict stellar parameters for any XP file (streamed; output by extension)"),
     "generate": ("starfm.generate:cli_generate", "parameters -> XP coefficients and sampled spectrum (GaiaXPy)"),
     "inpaint": ("starfm.generate:cli_inpaint", "BP coefficients from RP, or RP from BP, for an XP file"),
-    "predict-merge": ("starfm.generate:cli_merge", "merge per-file predictions into one catalogue"),
+    "predict-merge": ("starfm.predict:cli_merge", "merge per-file predictions into one catalogue"),
     "report-tables": ("starfm.report_tables:cli", "the report's summary page: metrics, configuration, run times"),
 }
 

@@ -128,9 +128,9 @@ def predict_side_args(wildcards, input):
 
 
 def predict_settings():
-    """PredictSettings JSON: the predict section plus the training's cuts and zero point."""
+    """PredictSettings JSON: the predict section plus the zero point (the cuts come from the
+    model file: a model predicts under the cuts it was trained with)."""
     p = config["predict"]
     return as_json({"chunk_rows": p["chunk_rows"], "batch_size": p["batch_size"],
                     "inputs": p["inputs"] or None, "device": p["device"], "progress": False,
-                    "cuts": config["cuts"],
                     "zero_point_extra_mas": config["zero_point"]["extra_term_mas"]})
