@@ -144,7 +144,7 @@ def test_schema_defaults_are_the_figure_settings(repo_root):
     import dataclasses
 
     import yaml
-    schema = yaml.safe_load((repo_root / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load((repo_root / "src/starfm/config.schema.yaml").read_text())
     section = schema["properties"]["figures"]["properties"]
     assert list(section) == FIGURE_NAMES
     for name in FIGURE_NAMES:

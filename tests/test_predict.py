@@ -469,7 +469,7 @@ def test_catalogue_target_one_job_per_file_then_merged(realdata_dir, tiny_model,
 def test_settings_defaults_equal_the_schema():
     import yaml
     from conftest import REPO_ROOT
-    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load((REPO_ROOT / "src" / "starfm" / "config.schema.yaml").read_text())
     section = schema["properties"]["predict"]["properties"]
     d = PredictSettings()
     for key in ("chunk_rows", "batch_size", "device"):

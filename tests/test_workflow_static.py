@@ -156,7 +156,7 @@ def test_torch_pin_matches_pyproject():
 
 def _validate(config):
     from snakemake.utils import validate
-    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    validate(config, str(ROOT / "src" / "starfm" / "config.schema.yaml"))
     return config
 
 
@@ -244,7 +244,7 @@ def test_xp_formats_defined_once():
     from starfm.archive_formats import XP_FORMATS
     from starfm.gaia_archive import REAL_XP_FORMATS
 
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load((ROOT / "src" / "starfm" / "config.schema.yaml").read_text())
     assert tuple(schema["properties"]["mock"]["properties"]["xp_format"]["enum"]) == XP_FORMATS
     assert set(REAL_XP_FORMATS) < set(XP_FORMATS)
 
