@@ -192,10 +192,11 @@ def test_every_figure_takes_its_full_config_section():
     """The workflow passes each figure its whole `figures.<name>` section (schema defaults filled
     in): every figure's settings class must parse it and keep the values."""
     from starfm.figures.registry import FIGURES
+    from starfm.figures.stage import figure_settings
 
     config = yaml.safe_load((__import__("conftest").REPO_ROOT / "config.yaml").read_text())
     for name, entry in FIGURES.items():
-        cls = importlib.import_module(f"starfm.figures.{entry['module']}").SETTINGS[name]
+        cls = figure_settings(name)
         props = schema_node(f"figures.{name}")["properties"]
         given = {k: v["default"] for k, v in props.items()}
         given.update(config.get("figures", {}).get(name, {}))

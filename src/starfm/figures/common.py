@@ -1,9 +1,10 @@
 """Shared plotting helpers of the figures: inputs (read lazily), saving, subsampling, panels, spectra.
 
 Every figure module has, per figure, a ``prepare_*`` (numbers in, a dict of arrays out; what the
-tests check) and a ``plot_*`` (that dict -> a matplotlib figure), and ``build(name, inputs,
-settings)`` which runs the pair and returns ``(figure, numbers)``: ``numbers`` is the small JSON
-the caption quotes (``results/figures/<name>.json``).
+tests check) and a ``plot_*`` (that dict -> a matplotlib figure), and a build function
+``(inputs, settings)`` which runs the pair and returns ``(figure, numbers)``: ``numbers`` is the
+small JSON the caption quotes (``results/figures/<name>.json``). The registry
+(:mod:`starfm.figures.registry`) names each figure's module, build function and settings class.
 """
 from __future__ import annotations
 

@@ -105,7 +105,3 @@ def build(inputs, settings):
     ratio = e["norm_flux"][:, blue].mean(1) / e["norm_flux"][:, red].mean(1)
     numbers["m_h"]["blue_to_red_ratio"] = [finite_float(v) for v in ratio]
     return plot_generated_spectra(d, settings), numbers
-
-
-SETTINGS = {"fig07_generated_spectra": Settings}
-BUILDERS = {"fig07_generated_spectra": build}

@@ -271,11 +271,3 @@ def build_rmse_parameter_space(inputs, s):
         numbers[f"spearman_{k}"] = finite_float(spearmanr(d[k][ok], d["log_rmse"][ok]).statistic) \
             if ok.sum() > 2 else None
     return plot_rmse_parameter_space(d), numbers
-
-
-SETTINGS = {"fig08_reconstructed_spectra": Settings, "fig09_fractional_residual": Settings,
-            "fig10_rmse_vs_astrometry": Settings, "fig11_rmse_parameter_space": Settings}
-BUILDERS = {"fig08_reconstructed_spectra": build_reconstructed_spectra,
-            "fig09_fractional_residual": build_fractional_residual,
-            "fig10_rmse_vs_astrometry": build_rmse_vs_astrometry,
-            "fig11_rmse_parameter_space": build_rmse_parameter_space}
