@@ -19,17 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from starfm.io import write_table
+from starfm.tokens import g_flux
 
 DEFAULT_CUTS = {"mass": [0.5, 4.0], "age_gyr": [0.0, 14.0], "m_h": [-2.5, 0.7],
                 "g_mag": [6.0, 17.5], "bp_rp": [0.0, 4.0], "excess_factor_max": 2.0,
                 "ruwe_max": 1.4, "parallax_error_max": 0.1}
-G_ZERO_POINT_VEGA = 25.6873668671
 TABLE_NAMES = ("labels", "gaia_source", "xp", "parallax", "extinction", "truth")
-
-
-def g_flux(g_mag):
-    """F_G with 2.5 log10 F_G = 25.6873668671 - G."""
-    return 10.0 ** ((G_ZERO_POINT_VEGA - np.asarray(g_mag, dtype=float)) / 2.5)
 
 
 def synthetic_tables(n: int = 40, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:

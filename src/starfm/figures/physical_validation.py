@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from starfm import tokens
-from starfm.baseline import Dataset
+from starfm.dataset import Dataset
 from starfm.figures.common import finite_float, plt, read_meta, robust_scatter
 
 XP_CONTEXT = tokens.XP_BP[:29] + tokens.XP_RP[:29]

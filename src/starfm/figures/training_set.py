@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from starfm import tokens
-from starfm.baseline import Dataset
+from starfm.dataset import Dataset
 from starfm.figures.common import LABEL_TEXT, plt, read_meta, subsample
 from starfm.io import StarfmInputError
 
