@@ -23,17 +23,14 @@ from starfm.__main__ import main
 from starfm.assemble import assemble
 from starfm.catalogue_io import iter_xp_chunks, read_columns
 from starfm.io import StarfmInputError, read_table, write_table
-from starfm.model import ModelConfig
 from starfm.predict import FLAGS, PredictSettings, SideTable, synthetic_photometry, token_columns
 from starfm.tokenise import ValidityCuts, g_flux, tokenise
-from starfm.train import TrainConfig, train
-from conftest import default_config, run_snakemake
-from synthetic_dataset import trained_synthetic_model, write_synthetic_dataset
+from helpers import default_config, run_snakemake
+from synthetic_dataset import trained_synthetic_model
 from synthetic_inputs import DEFAULT_CUTS, synthetic_tables, write_inputs
 
 warnings.filterwarnings("ignore", module="astropy")
 
-TINY = ModelConfig(d_model=16, n_heads=2, encoder_ff=(32,), decoder_ff=(32,), head_hidden=(32,))
 # every XP file of realdata/xp -> number of distinct stars (realdata README)
 REAL_XP = {
     "astroquery/gaia_dr3_source_id_5937083312263887616_dl_products_csv.zip": 1,
@@ -64,12 +61,8 @@ def _one_thread(one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_predict")
-    dataset = write_synthetic_dataset(d / "dataset.h5", n_stars=400, seed=3)
-    train(dataset, d / "model.pt", d / "log.csv", None, TINY,
-          TrainConfig(epochs=1, batch_size=128, lr=1e-3, n_requests=4), "cpu", progress=False)
-    return d / "model.pt"
+def tiny_model(tiny_trained_model):
+    return tiny_trained_model / "model.pt"
 
 
 def _cli(*args):
@@ -468,7 +461,7 @@ def test_catalogue_target_one_job_per_file_then_merged(realdata_dir, tiny_model,
 
 def test_settings_defaults_equal_the_schema():
     import yaml
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
     schema = yaml.safe_load((REPO_ROOT / "src" / "starfm" / "config.schema.yaml").read_text())
     section = schema["properties"]["predict"]["properties"]
     d = PredictSettings()

@@ -194,7 +194,7 @@ def test_every_figure_takes_its_full_config_section():
     from starfm.figures.registry import FIGURES
     from starfm.figures.stage import figure_settings
 
-    config = yaml.safe_load((__import__("conftest").REPO_ROOT / "config.yaml").read_text())
+    config = yaml.safe_load((__import__("helpers").REPO_ROOT / "config.yaml").read_text())
     for name, entry in FIGURES.items():
         cls = figure_settings(name)
         props = schema_node(f"figures.{name}")["properties"]

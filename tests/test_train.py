@@ -241,7 +241,7 @@ def test_gradient_clipping_bounds_the_step():
 def paper_recipe() -> T.TrainConfig:
     import yaml
 
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
 
     config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
     return T.TrainConfig.from_config(config, recipe="paper", device="cpu")
@@ -326,7 +326,7 @@ def test_the_recipe_is_chosen_in_python():
     benchmarks call); a recipe name alone cannot silently train with the CPU recipe's values."""
     import yaml
 
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
 
     config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
     assert T.TrainConfig.from_config(config) == T.TrainConfig()       # the shipped default: cpu
