@@ -20,7 +20,7 @@ os.environ.update(
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, "src/starfm/config.schema.yaml")
 
 
 report: "workflow/report/workflow.rst"

@@ -22,7 +22,6 @@ thread (bit-reproducible on CPU). Each result goes to ``W/<NAME>.json``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -49,9 +48,7 @@ LAW_WINDOW = (400.0, 900.0)
 
 def cpu_recipe(overrides: dict) -> TrainConfig:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    settings = {**config["train"], **config["recipes"]["cpu"], "threads": 1, **overrides}
-    return TrainConfig(**{k: v for k, v in settings.items() if k in fields})
+    return TrainConfig.from_config(config, recipe="cpu", threads=1, **overrides)
 
 
 def inpainting_scores(ds, model, max_stars: int = 2000, seed: int = 0) -> dict:

@@ -14,7 +14,6 @@ the recipe's model size and batch size; autocast on CUDA) on random standardised
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -35,10 +34,7 @@ def _sync(device):
 
 def recipe_config(name: str, config_path: Path = ROOT / "config.yaml") -> TrainConfig:
     """TrainConfig of ``recipes.<name>`` in config.yaml (train: seed etc. from its section)."""
-    config = yaml.safe_load(Path(config_path).read_text())
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    settings = {**config.get("train", {}), **config["recipes"][name], "recipe": name}
-    return TrainConfig(**{k: v for k, v in settings.items() if k in fields})
+    return TrainConfig.from_config(yaml.safe_load(Path(config_path).read_text()), recipe=name)
 
 
 def measure(tcfg: TrainConfig, device: torch.device, steps: int, warmup: int, seed: int = 0,
@@ -55,8 +51,8 @@ def measure(tcfg: TrainConfig, device: torch.device, steps: int, warmup: int, se
     model = StarModel(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    weight = tcfg.request_weight().to(device)
-    priority, keep = tcfg.context_priority().to(device), tcfg.context_keep().to(device)
+    sampling = tcfg.sampling_tensors(device)
+    weight, priority, keep = (sampling[k] for k in ("request_weight", "context_priority", "context_keep"))
     sample_s = total_s = 0.0
     for step in range(warmup + steps):
         idx = torch.randint(0, pool, (batch_size,), generator=gen, device=device)
@@ -64,7 +60,7 @@ def measure(tcfg: TrainConfig, device: torch.device, steps: int, warmup: int, se
         t0 = time.perf_counter()
         batch = draw_batch(x[idx], e[idx], cfg, tcfg.n_requests, weight, gen, priority,
                            tcfg.spectra_context_fraction, keep, tcfg.spectra_full_length,
-                           tcfg.context_anchor().to(device), tcfg.label_context_fraction)
+                           sampling["context_anchor"], tcfg.label_context_fraction)
         _sync(device)
         t1 = time.perf_counter()
         train_step(model, opt, scaler, batch, amp, tcfg.length_chunks, tcfg.grad_clip)

@@ -1,4 +1,6 @@
-"""Shared fixtures: where the real-data fixtures live, and the repository root."""
+"""Shared fixtures: where the real-data fixtures live, the repository root, the workflow runs and
+the tiny trained model. Plain helpers (functions, constants) are in ``helpers.py``:
+``from helpers import ...``."""
 from __future__ import annotations
 
 import os
@@ -16,7 +18,8 @@ if "numpy" in sys.modules or "torch" in sys.modules:  # a plugin loaded them fir
 
 import pytest  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from helpers import (REPO_ROOT, default_config, merged, rv25_config, run_snakemake,  # noqa: F401
+                     tiny_config, tiny_trained_model)
 
 
 def _shared_dir() -> Path:
@@ -48,57 +51,6 @@ def realdata_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"real-data fixtures not found at {path} (set STARFM_SHARED)")
     return path
-
-
-def run_snakemake(workdir: Path, config: dict, *args: str, name: str = "config.yaml"):
-    """Run this checkout's workflow in ``workdir`` with ``config`` (written to ``name``)."""
-    import subprocess
-    import sys
-
-    import yaml
-
-    cfg = workdir / name
-    cfg.write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"),
-           "-d", str(workdir), "--configfile", str(cfg), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-
-
-def scheduled_jobs(output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table into {rule: count}."""
-    import re
-
-    assert "Job stats:" in output, output[-2000:]
-    block = output.split("Job stats:")[1]
-    jobs = {}
-    for line in block.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        if m.group(1) != "total":
-            jobs[m.group(1)] = int(m.group(2))
-    return jobs
-
-
-def default_config() -> dict:
-    import yaml
-
-    return yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
-
-
-def merged(base: dict, over: dict) -> dict:
-    """``over`` merged into a copy of ``base`` key by key, as Snakemake merges --configfile."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return out
-
-
-def tiny_config() -> dict:
-    """config.yaml with .test/config.yaml's overrides: the tiny end-to-end run (~1.5 min)."""
-    import yaml
-
-    return merged(default_config(), yaml.safe_load((REPO_ROOT / ".test" / "config.yaml").read_text()))
 
 
 def _workflow_run(tmp_path_factory, name: str, config: dict):
@@ -138,11 +90,6 @@ def default_run(tmp_path_factory):
     if out.returncode != 0:
         pytest.fail(f"default run in {workdir} failed:\n{out.stderr[-6000:]}")
     return workdir, config
-
-
-def rv25_config() -> dict:
-    """config.yaml with the mock's extinction law switched to F99 R_V = 2.5 (issue 9)."""
-    return merged(default_config(), {"mock": {"extinction_r_v": 2.5}})
 
 
 @pytest.fixture(scope="session")

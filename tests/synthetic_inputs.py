@@ -21,16 +21,11 @@ import numpy as np
 
 from starfm.io import write_table
 from starfm.tokenise import CutSettings
+from starfm.tokens import g_flux
 
 # the cuts' defaults as a config dict (written once: starfm.tokenise.CutSettings = the schema's)
 DEFAULT_CUTS = json.loads(CutSettings().to_json())
-G_ZERO_POINT_VEGA = 25.6873668671
 TABLE_NAMES = ("labels", "gaia_source", "xp", "parallax", "extinction", "truth")
-
-
-def g_flux(g_mag):
-    """F_G with 2.5 log10 F_G = 25.6873668671 - G."""
-    return 10.0 ** ((G_ZERO_POINT_VEGA - np.asarray(g_mag, dtype=float)) / 2.5)
 
 
 def synthetic_tables(n: int = 40, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:

@@ -24,6 +24,7 @@ from starfm.constants import EBV_TRUE_OVER_SFD, EXTINCTION_LAW, R_V
 from starfm.io import StarfmInputError, read_attrs
 from starfm.mock import spectra as mock_spectra
 from starfm.mock.population import LOGG_SUN
+from starfm.xp_flux import synthetic_photometry
 
 MOCK_TRUTH_ATTRS = {"extinction_law": EXTINCTION_LAW, "r_v": R_V, "ebv_true_over_sfd": EBV_TRUE_OVER_SFD}
 # Sparse grid on which GaiaXPy's basis reproduces any flux exactly: 25 points in the BP-only and
@@ -93,7 +94,7 @@ class MockPhysicsModel:
         a_v = self.r_v * EBV_TRUE_OVER_SFD * np.exp(_column(values, "ln_ebv"))
         bp, rp = mock_spectra.xp_coefficients(_column(values, "teff"), logg, _column(values, "m_h"),
                                               radius, np.ones(len(values)), a_v, r_v=self.r_v)
-        g = mock_spectra.synthetic_gaia_mags(bp, rp)[:, 0]
+        g = synthetic_photometry(bp, rp)[:, 0]
         f_g = tokens.g_flux(g)[:, None]
         out = {**{f"bp{i}": bp[:, i] / f_g[:, 0] for i in range(tokens.N_XP)},
                **{f"rp{i}": rp[:, i] / f_g[:, 0] for i in range(tokens.N_XP)},

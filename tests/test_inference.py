@@ -7,11 +7,10 @@ import torch
 
 from starfm import io, tokens
 from starfm.inference import StarFM
-from starfm.model import ModelConfig, StarModel
-from starfm.train import TrainConfig, train
-from synthetic_dataset import synthetic_stars, trained_synthetic_model, write_synthetic_dataset
+from starfm.model import StarModel
+from helpers import TINY
+from synthetic_dataset import synthetic_stars, trained_synthetic_model
 
-TINY = ModelConfig(d_model=16, n_heads=2, encoder_ff=(32,), decoder_ff=(32,), head_hidden=(32,))
 XP = tokens.XP_BP + tokens.XP_RP
 
 
@@ -21,12 +20,8 @@ def _one_thread(one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    dataset = write_synthetic_dataset(d / "dataset.h5", n_stars=400, seed=3)
-    train(dataset, d / "model.pt", d / "log.csv", d / "ckpt.pt", TINY,
-          TrainConfig(epochs=1, batch_size=128, lr=1e-3, n_requests=4), "cpu", progress=False)
-    return d, StarFM.load(d / "model.pt")
+def tiny(tiny_trained_model):
+    return tiny_trained_model, StarFM.load(tiny_trained_model / "model.pt")
 
 
 @pytest.fixture(scope="module")

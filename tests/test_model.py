@@ -12,8 +12,7 @@ import torch
 from starfm import model as M
 from starfm.tokens import TOKEN_INDEX
 
-TINY = M.ModelConfig(d_model=16, n_heads=2, encoder_ff=(32, 32), decoder_ff=(32, 32),
-                     head_hidden=(32,), dropout=0.0)
+from helpers import TINY_NET as TINY
 
 
 def _inputs(b=6, length=10, r=3, seed=0):

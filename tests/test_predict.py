@@ -28,13 +28,12 @@ from starfm.model import ModelConfig
 from starfm.predict import FLAGS, PredictSettings, SideTable, synthetic_photometry, token_columns
 from starfm.tokenise import CutSettings, g_flux, tokenise
 from starfm.train import TrainConfig, train
-from conftest import default_config, run_snakemake
+from helpers import default_config, run_snakemake
 from synthetic_dataset import trained_synthetic_model, write_synthetic_dataset
 from synthetic_inputs import DEFAULT_CUTS, synthetic_tables, write_inputs
 
 warnings.filterwarnings("ignore", module="astropy")
 
-TINY = ModelConfig(d_model=16, n_heads=2, encoder_ff=(32,), decoder_ff=(32,), head_hidden=(32,))
 # every XP file of realdata/xp -> number of distinct stars (realdata README)
 REAL_XP = {
     "astroquery/gaia_dr3_source_id_5937083312263887616_dl_products_csv.zip": 1,
@@ -65,12 +64,8 @@ def _one_thread(one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_predict")
-    dataset = write_synthetic_dataset(d / "dataset.h5", n_stars=400, seed=3)
-    train(dataset, d / "model.pt", d / "log.csv", None, TINY,
-          TrainConfig(epochs=1, batch_size=128, lr=1e-3, n_requests=4), "cpu", progress=False)
-    return d / "model.pt"
+def tiny_model(tiny_trained_model):
+    return tiny_trained_model / "model.pt"
 
 
 def _cli(*args):
@@ -469,8 +464,8 @@ def test_catalogue_target_one_job_per_file_then_merged(realdata_dir, tiny_model,
 
 def test_settings_defaults_equal_the_schema():
     import yaml
-    from conftest import REPO_ROOT
-    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    from helpers import REPO_ROOT
+    schema = yaml.safe_load((REPO_ROOT / "src" / "starfm" / "config.schema.yaml").read_text())
     section = schema["properties"]["predict"]["properties"]
     d = PredictSettings()
     for key in ("chunk_rows", "batch_size", "device"):

@@ -1,5 +1,5 @@
 """Every stage's settings dataclass mirrors its config.yaml section: the same keys, types and
-defaults as workflow/schemas/config.schema.yaml (and config.yaml ships exactly those defaults),
+defaults as src/starfm/config.schema.yaml (and config.yaml ships exactly those defaults),
 so a setting cannot drift between the schema, the config and the code. Also: the one
 ``--settings`` parser's errors."""
 from __future__ import annotations
@@ -192,12 +192,48 @@ def test_every_figure_takes_its_full_config_section():
     """The workflow passes each figure its whole `figures.<name>` section (schema defaults filled
     in): every figure's settings class must parse it and keep the values."""
     from starfm.figures.registry import FIGURES
+    from starfm.figures.stage import figure_settings
 
-    config = yaml.safe_load((__import__("conftest").REPO_ROOT / "config.yaml").read_text())
+    config = yaml.safe_load((__import__("helpers").REPO_ROOT / "config.yaml").read_text())
     for name, entry in FIGURES.items():
-        cls = importlib.import_module(f"starfm.figures.{entry['module']}").SETTINGS[name]
+        cls = figure_settings(name)
         props = schema_node(f"figures.{name}")["properties"]
         given = {k: v["default"] for k, v in props.items()}
         given.update(config.get("figures", {}).get(name, {}))
         s = parse_settings(cls, given, section=f"figures.{name}")
         assert _plain(s) == given, name
+
+
+def test_a_non_editable_install_ships_the_schema_and_validates(repo_root, tmp_path):
+    """The schema is package data: starfm installed as a plain (non-editable) package, away
+    from the checkout, still rejects a bad value with the one-line error naming the key; and
+    an install that lost the schema fails instead of skipping validation."""
+    import shutil
+    import subprocess
+    import sys
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), str(repo_root)],
+                   check=True, capture_output=True)
+    assert (target / "starfm" / "config.schema.yaml").is_file()
+    env = {**__import__("os").environ, "PYTHONPATH": str(target)}
+    run = subprocess.run([sys.executable, "-m", "starfm", "dust", "--allstar", "a", "--gaia-source",
+                          "g", "--parallax", "p", "--out", str(tmp_path / "x.h5"),
+                          "--settings", '{"negative_draws": "bogus"}'],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode != 0
+    errors = [line for line in (run.stdout + run.stderr).splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "'negative_draws': 'bogus' is not one of" in errors[0], run.stderr
+    assert not (tmp_path / "x.h5").exists()
+    # the installed copy really was the one used (not the checkout's)
+    where = subprocess.run([sys.executable, "-c", "import starfm; print(starfm.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.strip().startswith(str(target))
+    (target / "starfm" / "config.schema.yaml").unlink()
+    shutil.rmtree(target / "starfm" / "__pycache__", ignore_errors=True)
+    broken = subprocess.run([sys.executable, "-c", "from starfm.settings import parse_settings;"
+                             "from starfm.dust_mc import DustSettings;"
+                             "parse_settings(DustSettings, {'seed': 2})"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert broken.returncode != 0 and "config schema is missing" in broken.stderr

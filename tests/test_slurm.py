@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, scheduled_jobs
+from helpers import REPO_ROOT, scheduled_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 PROFILE = REPO_ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 RULES_DIR = REPO_ROOT / "workflow" / "rules"
@@ -109,7 +109,7 @@ def test_profile_parses_as_snakemake_parses_it(monkeypatch):
 @pytest.fixture(scope="module")
 def dry_run_jobs(tmp_path_factory):
     """{rule: (shell command, outputs)} of a dry run of the tiny configuration."""
-    from conftest import run_snakemake, tiny_config
+    from helpers import run_snakemake, tiny_config
 
     out = run_snakemake(tmp_path_factory.mktemp("dry"), tiny_config(), "-n", "-p")
     assert out.returncode == 0, out.stderr[-2000:]

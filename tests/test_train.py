@@ -195,14 +195,15 @@ def test_warmup_then_per_step_cosine(small_dataset, tmp_path):
 
 def test_spectra_in_context_order_and_offer():
     cfg = T.TrainConfig(spectra_keep_label=0.2, spectra_keep_other=0.75, spectra_keep_l_ebv=0.25)
-    prio, keep = cfg.context_priority(), cfg.context_keep()
+    sampling = cfg.sampling_tensors()
+    prio, keep = sampling["context_priority"], sampling["context_keep"]
     i = tokens.TOKEN_INDEX
     # labels (when offered) first, then photometry/pseudo-luminosity/E(B-V), then XP by order
     assert prio[i["mass"]] < prio[i["pseudo_luminosity"]] == prio[i["bp_rp"]] < prio[i["bp0"]]
     assert prio[i["bp0"]] == prio[i["rp0"]] < prio[i["bp1"]] < prio[i["rp28"]] < prio[i["bp54"]]
     assert keep[i["mass"]] == 0.2 and keep[i["j_h"]] == 0.75 and keep[i["rp54"]] == 1.0
     assert keep[i["ln_ebv"]] == keep[i["pseudo_luminosity"]] == 0.25
-    anchor = [tokens.VOCABULARY[k] for k in np.flatnonzero(cfg.context_anchor().numpy())]
+    anchor = [tokens.VOCABULARY[k] for k in np.flatnonzero(sampling["context_anchor"].numpy())]
     assert sorted(anchor) == sorted(list(T.LABEL_TOKENS) + ["ln_ebv"])
     with pytest.raises(io.StarfmInputError, match="exceed 1"):
         T.TrainConfig(spectra_context_fraction=0.8, label_context_fraction=0.3)
@@ -220,7 +221,7 @@ def test_gradient_clipping_bounds_the_step():
     x = torch.randn(64, 120)
     x[:, 100:] = float("nan")
     e = torch.full_like(x, 0.1)
-    batch = T.draw_batch(x, e, TINY, 4, T.TrainConfig().request_weight(), torch.Generator().manual_seed(0))
+    batch = T.draw_batch(x, e, TINY, 4, T.TrainConfig().sampling_tensors()["request_weight"], torch.Generator().manual_seed(0))
     steps = []
     for clip in (0.0, 1e-3):
         torch.manual_seed(0)
@@ -240,12 +241,10 @@ def test_gradient_clipping_bounds_the_step():
 def paper_recipe() -> T.TrainConfig:
     import yaml
 
-    from conftest import REPO_ROOT
-    from starfm.settings import parse_settings
+    from helpers import REPO_ROOT
 
     config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
-    return parse_settings(T.TrainConfig, {**config["train"], **config["recipes"]["paper"],
-                                          "recipe": "paper", "device": "cpu"})
+    return T.TrainConfig.from_config(config, recipe="paper", device="cpu")
 
 
 def test_paper_recipe_has_the_papers_numbers():
@@ -275,8 +274,10 @@ def test_paper_recipe_sampler_draws_as_the_paper(small_dataset):
     e = e.repeat(8, 1)
     gen = torch.Generator().manual_seed(0)
     mcfg = model_config("paper")
-    batch = T.draw_batch(x, e, mcfg, p.n_requests, p.request_weight(), gen, p.context_priority(),
-                         p.spectra_context_fraction, p.context_keep(), p.spectra_full_length)
+    sampling = p.sampling_tensors()
+    batch = T.draw_batch(x, e, mcfg, p.n_requests, sampling["request_weight"], gen,
+                         sampling["context_priority"], p.spectra_context_fraction,
+                         sampling["context_keep"], p.spectra_full_length)
     present = torch.isfinite(x)
     n_present = present.sum(1)
     n_ctx = (~batch["ctx_pad"]).sum(1)
@@ -318,3 +319,28 @@ def test_paper_recipe_trains_one_epoch_on_its_schedule(small_dataset, tmp_path):
     np.testing.assert_allclose(lr[0], 1e-4)
     np.testing.assert_allclose(lr[2], 1e-10 + (1e-4 - 1e-10) / 2, rtol=1e-6)
     assert lr[3] < 1e-8 and lr[4] == lr[0] and lr[5] == lr[1]                 # warm restart
+
+
+def test_the_recipe_is_chosen_in_python():
+    """TrainConfig.from_config merges train: with the recipe it names (what the Snakefile and the
+    benchmarks call); a recipe name alone cannot silently train with the CPU recipe's values."""
+    import yaml
+
+    from helpers import REPO_ROOT
+
+    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    assert T.TrainConfig.from_config(config) == T.TrainConfig()       # the shipped default: cpu
+    paper = T.TrainConfig.from_config({**config, "train": {**config["train"], "recipe": "paper"}})
+    assert paper == T.TrainConfig.from_config(config, recipe="paper")
+    assert (paper.recipe, paper.epochs, paper.model_size) == ("paper", 4096, "paper")
+    # without a recipes: section the schema's recipe is used
+    assert T.TrainConfig.from_config({"train": {"recipe": "paper"}}) == paper
+    custom = {**config, "recipes": {**config["recipes"], "paper": {**config["recipes"]["paper"],
+                                                                    "epochs": 7}}}
+    assert T.TrainConfig.from_config(custom, recipe="paper").epochs == 7
+    with pytest.raises(io.StarfmInputError, match="recipes.paper"):
+        T.TrainConfig(recipe="paper")
+    with pytest.raises(io.StarfmInputError, match="unknown recipe"):
+        T.TrainConfig.from_config(config, recipe="gpu")
+    with pytest.raises(io.StarfmInputError, match="epochs"):
+        T.TrainConfig.from_config(config, epochs=0)

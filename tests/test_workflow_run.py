@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from conftest import default_config, run_snakemake, scheduled_jobs
+from helpers import default_config, run_snakemake, scheduled_jobs
 from starfm.figures.registry import FIGURE_NAMES, FIGURES
 
 pytestmark = pytest.mark.slow

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from starfm.__main__ import STAGES
+from starfm.figures.registry import FIGURE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
@@ -156,7 +157,7 @@ def test_torch_pin_matches_pyproject():
 
 def _validate(config):
     from snakemake.utils import validate
-    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    validate(config, str(ROOT / "src" / "starfm" / "config.schema.yaml"))
     return config
 
 
@@ -244,7 +245,7 @@ def test_xp_formats_defined_once():
     from starfm.archive_formats import XP_FORMATS
     from starfm.gaia_archive import REAL_XP_FORMATS
 
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load((ROOT / "src" / "starfm" / "config.schema.yaml").read_text())
     assert tuple(schema["properties"]["mock"]["properties"]["xp_format"]["enum"]) == XP_FORMATS
     assert set(REAL_XP_FORMATS) < set(XP_FORMATS)
 
@@ -273,3 +274,24 @@ def test_use_conda_without_conda_stops_at_once_with_snakemakes_message(tmp_path)
     assert out.returncode != 0
     assert "Is conda installed" in out.stdout + out.stderr, (out.stdout + out.stderr)[-2000:]
     assert not (tmp_path / "results").exists(), "a job ran before Snakemake gave up on conda"
+
+
+def test_every_stage_benchmark_reaches_the_report(tmp_path):
+    """The report's run-time table is derived from the rules (STAGE_BENCHMARKS in figures.smk),
+    not a hand list: every rule with a wildcard-free benchmark file is in report-tables'
+    --benchmark list of a dry run (the mock source's too; the figures' one per figure)."""
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                          "-d", str(tmp_path), "-n", "-p", "--cores", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-4000:]
+    call = next(line for line in out.stdout.splitlines() if "starfm report-tables" in line)
+    given = set(re.search(r"--benchmark (.*?) --numbers", call).group(1).split())
+    expected = set()
+    for name, body, _ in _rules():
+        m = re.search(r"benchmark:\s*\n\s*R\(f?\"([^\"]+)\"\)", body)
+        if m and "{" not in m.group(1).replace("{_name}", ""):
+            paths = ([m.group(1).replace("{_name}", n) for n in FIGURE_NAMES]
+                     if "{_name}" in m.group(1) else [m.group(1)])
+            expected |= {f"results/{p}" for p in paths}
+    assert "results/benchmarks/train.tsv" in expected and len(expected) > 20
+    assert given == expected

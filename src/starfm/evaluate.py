@@ -47,7 +47,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +58,7 @@ from starfm.dataset import Dataset, read_dataset
 from starfm.input_settings import (CONTEXT_MAX, HEADLINE, SETTINGS, InputSetting,
                                    random_subset_mask)
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError, atomic_path, read_table, write_table
+from starfm.io import StarfmInputError, atomic_path, json_safe, read_table, write_table
 from starfm.settings import add_settings_argument, parse_settings
 
 log = logging.getLogger("starfm.evaluate")
@@ -113,16 +112,6 @@ def load_model(path: str | Path):
     from starfm.inference import StarFM
 
     return StarFM.load(path, device="cpu")
-
-
-def check_vocabulary(model, source) -> None:
-    vocab = list(getattr(model, "vocabulary", []))
-    if vocab != tokens.VOCABULARY:
-        diff = next((i for i, (a, b) in enumerate(zip(vocab, tokens.VOCABULARY)) if a != b),
-                    min(len(vocab), len(tokens.VOCABULARY)))
-        raise StarfmInputError(f"{source}: the model was trained with a different vocabulary "
-                               f"({len(vocab)} tokens, first difference at position {diff}); "
-                               f"retrain it on this dataset")
 
 
 def read_truth(ds: Dataset) -> dict[str, np.ndarray] | None:
@@ -245,6 +234,7 @@ def evaluate(dataset, model, baseline, out, predictions, batch_size: int = 4096,
     model_source = model if isinstance(model, (str, Path)) else "the model"
     if isinstance(model, (str, Path)):
         model = load_model(model)
+    from starfm.inference import check_vocabulary
     check_vocabulary(model, model_source)
     baseline_source = baseline if isinstance(baseline, (str, Path)) else "the baseline"
     if isinstance(baseline, (str, Path)):
@@ -328,21 +318,10 @@ def evaluate(dataset, model, baseline, out, predictions, batch_size: int = 4096,
                 groups={g: {k: np.asarray(v) for k, v in cols.items()}
                         for g, cols in groups.items()})
     with atomic_path(out) as tmp:
-        Path(tmp).write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
+        Path(tmp).write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
     log.info("metrics on the test split (headline: setting '%s')\n%s", HEADLINE,
              format_table(metrics))
     return metrics
-
-
-def _json_safe(obj):
-    """NaN/inf -> null so metrics.json stays strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 FORMATS = {"mass": ".3f", "age": ".2f", "teff": ".1f", "logg": ".3f", "m_h": ".3f"}

@@ -47,6 +47,19 @@ def _read_model_file(path: Path, device):
         raise StarfmInputError(f"{path}: not a readable model file ({reason})") from None
 
 
+def check_vocabulary(model, source) -> None:
+    """A one-line error naming ``source`` unless ``model`` was trained on the 120-token vocabulary
+    of :mod:`starfm.tokens` (the one a dataset.h5 is built with)."""
+    from starfm import tokens
+    vocab = list(getattr(model, "vocabulary", []))
+    if vocab != tokens.VOCABULARY:
+        diff = next((i for i, (a, b) in enumerate(zip(vocab, tokens.VOCABULARY)) if a != b),
+                    min(len(vocab), len(tokens.VOCABULARY)))
+        raise StarfmInputError(f"{source}: the model was trained with a different vocabulary "
+                               f"({len(vocab)} tokens, first difference at position {diff}); "
+                               f"retrain it on this dataset")
+
+
 class StarFM:
     """A trained foundation model with its vocabulary and standardisation."""
 

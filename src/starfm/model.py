@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from starfm import tokens
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -200,6 +202,52 @@ def gaussian_nll(y, mean, log_var, known_err, weight=None):
         return loss.mean()
     loss = torch.where(weight, loss, torch.zeros_like(loss))
     return loss.sum() / weight.sum().clamp(min=1)
+
+
+# ---- what the sampler is given: per-token tensors of a training recipe --------------------------
+
+# Tokens whose request probability ``label_weight`` multiplies (the catalogue labels).
+LABEL_TOKENS = ("teff", "logg", "m_h", "mass", "ln_age")
+
+
+def context_priority() -> torch.Tensor:
+    """Token order of a spectra-in context (``spectra_context_fraction``): colours, J-H,
+    pseudo-luminosity and ln E(B-V) first, then XP coefficients by increasing order
+    (BP and RP interleaved); labels never."""
+    p = torch.zeros(len(tokens.VOCABULARY))
+    for band in (tokens.XP_BP, tokens.XP_RP):
+        p[tokens.index(band)] = 1.0 + torch.arange(len(band), dtype=torch.float32)
+    p[tokens.index(list(LABEL_TOKENS))] = -1.0
+    return p
+
+
+def context_keep(keep_other: float, keep_l_ebv: float, keep_label: float) -> torch.Tensor:
+    """Probability that a spectra-in context offers each token: colours and J-H ``keep_other``,
+    pseudo-luminosity and ln E(B-V) ``keep_l_ebv``, XP always, labels ``keep_label``."""
+    k = torch.full((len(tokens.VOCABULARY),), keep_other)
+    k[tokens.index(["pseudo_luminosity", "ln_ebv"])] = keep_l_ebv
+    k[tokens.index(tokens.XP_BP + tokens.XP_RP)] = 1.0
+    k[tokens.index(list(LABEL_TOKENS))] = keep_label
+    return k
+
+
+def context_anchor() -> torch.Tensor:
+    """Tokens a labels-in context (``label_context_fraction``) starts with: the five labels
+    and ln E(B-V), the extinction-curve figure's inputs."""
+    a = torch.zeros(len(tokens.VOCABULARY), dtype=torch.bool)
+    a[tokens.index(list(LABEL_TOKENS) + ["ln_ebv"])] = True
+    return a
+
+
+def request_weight(label_weight: float, luminosity_weight: float,
+                   never_request=()) -> torch.Tensor:
+    """Request weight of each token: labels ``label_weight``, the pseudo-luminosity
+    ``luminosity_weight``, ``never_request`` 0, the rest 1."""
+    w = torch.ones(len(tokens.VOCABULARY))
+    w[tokens.index(list(LABEL_TOKENS))] = label_weight
+    w[tokens.TOKEN_INDEX["pseudo_luminosity"]] = luminosity_weight
+    w[tokens.index(list(never_request))] = 0.0
+    return w
 
 
 def sample_context(present: torch.Tensor, context_min: int, context_max: int,

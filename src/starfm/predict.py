@@ -39,7 +39,6 @@ input tokens it saw in training (others dropped, flag 512), outputs it had train
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import sys
 import time
@@ -56,6 +55,7 @@ from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError, match_rows
 from starfm.settings import parse_settings
 from starfm.tokenise import CutSettings, tokenise, validity
+from starfm.xp_flux import synthetic_photometry
 
 log = logging.getLogger("starfm.predict")
 
@@ -122,28 +122,6 @@ class PredictSettings:
         if s.chunk_rows < 1 or s.batch_size < 1:
             raise StarfmInputError("--settings: chunk_rows and batch_size must be >= 1")
         return s
-
-
-# ---------------------------------------------------------------------------- G from XP
-@functools.lru_cache(maxsize=1)
-def _dr3_vega():
-    import matplotlib
-    with matplotlib.rc_context():   # importing gaiaxpy switches text.usetex on for the process
-        from gaiaxpy import PhotometricSystem
-    system = PhotometricSystem.Gaia_DR3_Vega.value
-    sampling = system.load_xpsampling_from_xml()
-    return ({b: np.asarray(sampling[b], dtype=np.float64) for b in ("bp", "rp")},
-            np.asarray(system.get_zero_points(), dtype=np.float64))
-
-
-def synthetic_photometry(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
-    """(n, 3) Gaia DR3 Vega G, BP, RP [mag] synthesised from XP coefficients (NaN where a band is
-    missing or the flux is not positive): GaiaXPy's ``generate`` photometry, vectorised."""
-    sampling, zero_points = _dr3_vega()
-    flux = np.asarray(bp, np.float64) @ sampling["bp"] + np.asarray(rp, np.float64) @ sampling["rp"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mag = -2.5 * np.log10(flux) + zero_points
-    return np.where(flux > 0, mag, np.nan)
 
 
 # ---------------------------------------------------------------------------- side tables

@@ -8,7 +8,7 @@ By hand every key may be left out and takes its default::
     python -m starfm train --dataset results/dataset.h5 ... --settings '{"epochs": 2}'
 
 The defaults of every settings dataclass are the defaults of its section in
-``workflow/schemas/config.schema.yaml`` (``tests/test_settings.py`` checks names, types and
+``src/starfm/config.schema.yaml`` (``tests/test_settings.py`` checks names, types and
 defaults against the schema, so they cannot drift). Adding a setting = one dataclass field plus
 one schema entry (and its line in ``config.yaml``).
 
@@ -19,27 +19,31 @@ the key.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import json
 import typing
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, TypeVar
 
 from starfm.io import StarfmInputError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-
-T = TypeVar("T")
+SCHEMA_NAME = "config.schema.yaml"   # package data (pyproject.toml), beside this module
 
 
 @lru_cache(maxsize=1)
-def config_schema() -> dict | None:
-    """The workflow's config schema (None when starfm runs outside a checkout)."""
-    if not SCHEMA_PATH.exists():
-        return None
+def config_schema() -> dict:
+    """The config schema, shipped inside the package (``starfm/config.schema.yaml``); the
+    Snakefile validates the whole config against the same file. Missing = a broken install, an
+    error: validation is never skipped."""
     import yaml
 
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    resource = importlib.resources.files("starfm") / SCHEMA_NAME
+    try:
+        text = resource.read_text()
+    except (FileNotFoundError, OSError) as exc:
+        raise StarfmInputError(f"{resource}: the config schema is missing from the installed "
+                               f"starfm package (reinstall it)") from exc
+    return yaml.safe_load(text)
 
 
 def resolve(node: dict) -> dict:
@@ -54,8 +58,6 @@ def section_schema(section: str | tuple[str, ...]) -> dict | None:
     """The JSON schema of one (possibly dotted, e.g. ``recipes.cpu``) config section, or of
     several merged into one object (their properties together)."""
     schema = config_schema()
-    if schema is None:
-        return None
     if isinstance(section, tuple):
         parts = [section_schema(s) for s in section]
         if any(p is None for p in parts):
@@ -130,6 +132,9 @@ def parse_settings(cls: type[T], value: Any = None, option: str = "--settings",
     schema = section_schema(section) if section else None
     if schema is not None:
         _validate(value, schema, option)
+    elif section and fields:
+        # a settings class the schema does not describe would go unvalidated: a bug, not input
+        raise RuntimeError(f"{cls.__name__}: config section {section!r} is not in the schema")
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(v, hints[k], k, option) for k, v in value.items()}
     try:
@@ -154,7 +159,7 @@ def settings_help(cls) -> str:
     defaults = {f.name: _jsonable(getattr(cls(), f.name)) for f in dataclasses.fields(cls)}
     section = getattr(cls, "SECTION", "")
     return (f"JSON object of settings (config.yaml section '{section}', keys described in "
-            f"workflow/schemas/config.schema.yaml); omitted keys take their defaults: "
+            f"src/starfm/config.schema.yaml); omitted keys take their defaults: "
             + json.dumps(defaults, sort_keys=True).replace("%", "%%"))
 
 

@@ -1,51 +1,32 @@
 """Stage ``train``: fit the foundation model on the train split of ``dataset.h5`` (SPEC §3).
 
+Settings: :class:`TrainConfig`, config.yaml ``train:`` plus the recipe it names
+(``recipes.<train.recipe>``), chosen by :meth:`TrainConfig.from_config`. Why each (ours)
+setting exists and what it measured: README "Training recipes".
+
 Each epoch every training star gets a fresh random context (5-64 of its present tokens)
 and ``n_requests`` requested tokens drawn among its present tokens (a request may or may
 not be in the context, as in Leung & Bovy 2024 §5). Label tokens are up-weighted in the
-request draw (``label_weight``): with uniform draws the 110 XP coefficients would take
-~93% of the requests and mass and age, the science targets, ~0.9% each; a weight of 8
-gives the five labels 40/(40+113) = 26% (mass, age ~5% each: with 12 requests a star's mass
-is asked about every other epoch) and still leaves ~70% to the spectra that the generative
-figures need. BP-RP and J-K are
-never requested (``never_request``), as in the paper, so that figure 18 can test colours
-never trained as outputs.
+request draw (``label_weight``), the pseudo-luminosity too (``luminosity_weight``, ours);
+BP-RP and J-K are never requested (``never_request``), as in the paper, so that figure 18
+can test colours never trained as outputs.
 
-Spectra-in contexts (``spectra_context_fraction``, ours): uniform draws of 5-64 of a star's
-~120 tokens almost never show the model what evaluation and the figures ask of it, many
-low-order XP coefficients + photometry -> labels (a random context is 34 tokens long on
-average and holds ~17 of the evaluation's 58 bp0-28/rp0-28, against 63 inputs there). So a share of the stars each step instead get colours, J-H,
-pseudo-luminosity, ln E(B-V) (colours offered with ``spectra_keep_other``, the other two with
-``spectra_keep_l_ebv``) and XP coefficients
-by increasing order (BP and RP interleaved) up to the context maximum, plus each label with
-probability ``spectra_keep_label`` (so that a label given as input is still learned to come
-back). The rest keep the paper's random 5-64 contexts. On the mock survey (15k training
-stars, 12 epochs, validation slice, inputs with the pseudo-luminosity and ln E(B-V)) a share
-of 0.75 took the mass scatter from 0.43 to 0.33 Msun and Teff from 124 to 97 K; offering labels
-(0.2, needed for the identity check) costs some of that (0.355 Msun after the 20 default
-epochs). The CPU recipe now uses 0.5 (+ 0.25 labels-in, below); on the standard inputs the
-frontier of README "Training recipes" gives 0.75 -> 0.5 -> 0.3: mass 0.394 -> 0.405 -> 0.419.
-Requests are unchanged (any present token, labels up-weighted). The pseudo-luminosity and
-ln E(B-V) have their own offer probability (``spectra_keep_l_ebv``): the standard input setting
-(the headline comparison with XGBoost) has neither, and ``spectra_full_length`` < 1 gives
-spectra-in contexts of the random 5-64 length too, which the short-context setting first5 needs
-(the former full-length-only contexts left its z-score std at 1.29-1.34).
+Spectra-in contexts (``spectra_context_fraction``, ours): a share of the stars each step
+instead get colours, J-H, pseudo-luminosity, ln E(B-V) (colours offered with
+``spectra_keep_other``, the other two with ``spectra_keep_l_ebv``) and XP coefficients by
+increasing order (BP and RP interleaved) up to the context maximum (with probability
+``spectra_full_length``, else the random 5-64 length), plus each label with probability
+``spectra_keep_label``: what evaluation and the figures ask of the model (many low-order XP
+coefficients + photometry -> labels), which uniform 5-64 draws almost never show it.
 
 Labels-in contexts (``label_context_fraction``, ours): a further share of the stars get their
-five labels and ln E(B-V) first, then random others (5-64 in all). Uniform draws hold all six
-tokens together for ~0.05 % of the stars, yet the extinction-curve figure (Fig. 16) asks exactly
-labels + E(B-V) -> spectra; without these contexts the CPU recipes recovered the injected law
-to 57-79 %, with a share of 0.25 to 9 % (benchmarks/recipe_frontier.py; README "Training
-recipes").
-The extinction curve's absolute level comes from the predicted pseudo-luminosity (A_G, see
-:mod:`starfm.extinction_curve`), one token of ~120: with uniform requests a labels-in star is
-asked for it in ~8 % of epochs, and the CPU model's A_G/E(B-V) came out 20-50 % low or
-varying with logg (law 8-42 % off over three seeds of the calibrated mock). Up-weighting its
-requests like the labels' (``luminosity_weight`` 8, ours) gave 2 % on the same dataset and seed
-(benchmarks/recipe_frontier.py).
-Short CPU runs also gain from a warm-up then per-step cosine (``warmup_epochs``, a higher lr)
-and gradient clipping (``grad_clip``); the cosine-warm-restarts schedule is the paper's,
-stepped every batch (fractional epochs) rather than every epoch.
+five labels and ln E(B-V) first, then random others (5-64 in all): the direction of the
+extinction-curve figure (labels + E(B-V) -> spectra). The per-token tensors of these draws
+are built beside ``sample_context`` in :mod:`starfm.model`.
+
+The learning rate follows an optional linear warm-up (``warmup_epochs``) then the paper's
+cosine warm restarts, stepped every batch (``schedule_step: batch``, fractional epochs) or
+every epoch (the paper); gradients are clipped at ``grad_clip`` (0: none).
 
 Validation loss is computed on a held-out slice of the TRAIN split (never the test split)
 with a fixed draw of contexts and requests, so it is comparable from epoch to epoch.
@@ -72,13 +53,12 @@ from starfm import io, tokens
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.dataset import read_dataset, training_records
 from starfm.settings import add_settings_argument, parse_settings
-from starfm.model import (ModelConfig, StarModel, gaussian_nll, model_config, sample_context,
-                          sample_requests)
+from starfm.model import (LABEL_TOKENS, ModelConfig, StarModel, context_anchor, context_keep,
+                          context_priority, gaussian_nll, model_config, request_weight,
+                          sample_context, sample_requests)
 
 log = logging.getLogger("starfm.train")
 
-# Tokens whose request probability ``label_weight`` multiplies (the catalogue labels).
-LABEL_TOKENS = ("teff", "logg", "m_h", "mass", "ln_age")
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
 
 
@@ -118,8 +98,35 @@ class TrainConfig:
 
     # run-level settings: where and how fast, not what is trained (kept out of the fingerprint)
     RUN_FIELDS = ("device", "threads")
+    # the fields of config.yaml ``train:``; every other field comes from ``recipes.<recipe>``
+    TRAIN_FIELDS = ("recipe", "seed", "device", "threads")
+
+    @classmethod
+    def from_config(cls, config: dict, **overrides) -> "TrainConfig":
+        """The training settings of a whole config (config.yaml as a dict): ``train:`` plus the
+        recipe it names, ``recipes.<train.recipe>`` (the schema's default recipe where the
+        config has no ``recipes:``), then ``overrides``; validated against the schema."""
+        train = {**config.get("train", {}), **{k: v for k, v in overrides.items()
+                                               if k in cls.TRAIN_FIELDS}}
+        name = train.get("recipe", cls.recipe)
+        recipe = config.get("recipes", {}).get(name)
+        if recipe is None:
+            from starfm.settings import section_schema
+            node = section_schema(f"recipes.{name}")
+            if node is None:
+                raise io.StarfmInputError(f"train.recipe: unknown recipe {name!r}")
+            recipe = node.get("default", {})
+        return parse_settings(cls, {**train, **recipe, **overrides, "recipe": name},
+                              option=f"train (recipe {name})")
 
     def __post_init__(self):
+        recipe_fields = [f.name for f in dataclasses.fields(self) if f.name not in self.TRAIN_FIELDS]
+        if self.recipe != "cpu" and all(getattr(self, k) == getattr(type(self), k)
+                                        for k in recipe_fields):
+            # TrainConfig(recipe="paper") alone would train with the CPU recipe's values
+            raise io.StarfmInputError(
+                f"train: recipe '{self.recipe}' given with the CPU recipe's values; build it with "
+                f"TrainConfig.from_config(config) (train: + recipes.{self.recipe})")
         if self.spectra_context_fraction + self.label_context_fraction > 1.0 + 1e-9:
             raise io.StarfmInputError(
                 f"train recipe: spectra_context_fraction {self.spectra_context_fraction} + "
@@ -132,37 +139,16 @@ class TrainConfig:
     def cycle_epochs(self) -> int:
         return max(1, min(self.t0_epochs, self.epochs))
 
-    def context_priority(self) -> torch.Tensor:
-        """Token order of a spectra-in context (``spectra_context_fraction``): colours, J-H,
-        pseudo-luminosity and ln E(B-V) first, then XP coefficients by increasing order
-        (BP and RP interleaved); labels never."""
-        p = torch.zeros(len(tokens.VOCABULARY))
-        for band in (tokens.XP_BP, tokens.XP_RP):
-            p[tokens.index(band)] = 1.0 + torch.arange(len(band), dtype=torch.float32)
-        p[tokens.index(list(LABEL_TOKENS))] = -1.0
-        return p
-
-    def context_keep(self) -> torch.Tensor:
-        """Probability that a spectra-in context offers each token (labels, photometry, XP)."""
-        k = torch.full((len(tokens.VOCABULARY),), self.spectra_keep_other)
-        k[tokens.index(["pseudo_luminosity", "ln_ebv"])] = self.spectra_keep_l_ebv
-        k[tokens.index(tokens.XP_BP + tokens.XP_RP)] = 1.0
-        k[tokens.index(list(LABEL_TOKENS))] = self.spectra_keep_label
-        return k
-
-    def context_anchor(self) -> torch.Tensor:
-        """Tokens a labels-in context (``label_context_fraction``) starts with: the five labels
-        and ln E(B-V), the extinction-curve figure's inputs."""
-        a = torch.zeros(len(tokens.VOCABULARY), dtype=torch.bool)
-        a[tokens.index(list(LABEL_TOKENS) + ["ln_ebv"])] = True
-        return a
-
-    def request_weight(self) -> torch.Tensor:
-        w = torch.ones(len(tokens.VOCABULARY))
-        w[tokens.index(list(LABEL_TOKENS))] = self.label_weight
-        w[tokens.TOKEN_INDEX["pseudo_luminosity"]] = self.luminosity_weight
-        w[tokens.index(list(self.never_request))] = 0.0
-        return w
+    def sampling_tensors(self, device=None) -> dict[str, torch.Tensor]:
+        """The sampler's per-token tensors of this recipe (:mod:`starfm.model`, beside
+        ``sample_context``), on ``device``."""
+        t = {"request_weight": request_weight(self.label_weight, self.luminosity_weight,
+                                                self.never_request),
+             "context_priority": context_priority(),
+             "context_keep": context_keep(self.spectra_keep_other, self.spectra_keep_l_ebv,
+                                          self.spectra_keep_label),
+             "context_anchor": context_anchor()}
+        return {k: v.to(device) for k, v in t.items()} if device is not None else t
 
 
 # ---- data -----------------------------------------------------------------------------
@@ -328,11 +314,12 @@ def _validation_loss(model, x, e, cfg, tcfg, request_weight, amp_dtype) -> float
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(_epoch_seed(tcfg.seed, 0, 99))  # same draw every epoch
     total, count = 0.0, 0
+    sampling = tcfg.sampling_tensors(x.device)
     for start in range(0, len(x), tcfg.batch_size):
         batch = draw_batch(x[start:start + tcfg.batch_size], e[start:start + tcfg.batch_size], cfg,
-                           tcfg.n_requests, request_weight, gen, tcfg.context_priority().to(x.device),
-                           tcfg.spectra_context_fraction, tcfg.context_keep().to(x.device),
-                           tcfg.spectra_full_length, tcfg.context_anchor().to(x.device),
+                           tcfg.n_requests, request_weight, gen, sampling["context_priority"],
+                           tcfg.spectra_context_fraction, sampling["context_keep"],
+                           tcfg.spectra_full_length, sampling["context_anchor"],
                            tcfg.label_context_fraction)
         n = int(batch["req_valid"].sum())
         total += float(batch_loss(model, batch, amp_dtype, tcfg.length_chunks)) * n
@@ -379,10 +366,9 @@ def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
     x, e = data["x"].to(dev), data["e"].to(dev)
     x_tr, e_tr = x[train_idx], e[train_idx]
     x_val, e_val = x[val_idx], e[val_idx]
-    request_weight = tcfg.request_weight().to(dev)
-    context_priority = tcfg.context_priority().to(dev)
-    context_keep = tcfg.context_keep().to(dev)
-    context_anchor = tcfg.context_anchor().to(dev)
+    sampling = tcfg.sampling_tensors(dev)
+    request_weight, context_priority = sampling["request_weight"], sampling["context_priority"]
+    context_keep, context_anchor = sampling["context_keep"], sampling["context_anchor"]
     log.info("training %s model on %d stars (validation %d) on %s%s", size, len(x_tr), len(x_val),
              dev, f" with {amp_dtype} autocast" if amp_dtype else " in fp32")
 

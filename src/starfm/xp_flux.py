@@ -94,3 +94,28 @@ def xp_flux(bp, rp, wavelength_nm=None) -> np.ndarray:
     """GaiaXPy calibrated flux (n, n_wl) of BP and RP coefficients (n, 55); NaN coefficients = 0."""
     coef = np.concatenate([np.atleast_2d(bp), np.atleast_2d(rp)], axis=1)
     return np.nan_to_num(coef) @ xp_design_matrix(wavelength_nm)
+
+
+# ---------------------------------------------------------------------------- photometry
+@functools.lru_cache(maxsize=1)
+def _dr3_vega():
+    """GaiaXPy's Gaia DR3 Vega G/BP/RP sampling vectors (per band (55, 3)) and zero points (3,)."""
+    with _gaiaxpy():
+        from gaiaxpy import PhotometricSystem
+    system = PhotometricSystem.Gaia_DR3_Vega.value
+    sampling = system.load_xpsampling_from_xml()
+    return ({b: np.asarray(sampling[b], dtype=np.float64) for b in ("bp", "rp")},
+            np.asarray(system.get_zero_points(), dtype=np.float64))
+
+
+def synthetic_photometry(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
+    """(n, 3) Gaia DR3 Vega G, BP, RP [mag] synthesised from XP coefficients (NaN where a band is
+    missing or the flux is not positive): GaiaXPy's ``generate`` photometry, vectorised. The one
+    synthetic photometry of the project: ``predict`` (G of stars without one) and the mock
+    survey (its G/BP/RP) both call it."""
+    sampling, zero_points = _dr3_vega()
+    flux = (np.atleast_2d(np.asarray(bp, np.float64)) @ sampling["bp"]
+            + np.atleast_2d(np.asarray(rp, np.float64)) @ sampling["rp"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = -2.5 * np.log10(flux) + zero_points
+    return np.where(flux > 0, mag, np.nan)

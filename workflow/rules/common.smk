@@ -26,8 +26,13 @@ def as_json(obj):
 
 
 def train_settings():
-    """The train stage's settings: train: plus the recipe it names (recipes.<train.recipe>)."""
-    return {**config["train"], **config["recipes"][config["train"]["recipe"]]}
+    """The train stage's settings: train: plus the recipe it names, chosen in Python
+    (starfm.train.TrainConfig.from_config), as a dict."""
+    import dataclasses
+
+    from starfm.train import TrainConfig
+
+    return dataclasses.asdict(TrainConfig.from_config(config))
 
 
 # ---- data sources: the only place where mock and real differ -------------------------

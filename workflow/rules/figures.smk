@@ -53,9 +53,14 @@ for _name, _entry in FIGURE_REGISTRY.FIGURES.items():
 
 
 # The report's summary page: metrics of every input setting, the configuration, the run times.
+# The run times are those of every rule defined so far that has a benchmark file of its own (no
+# wildcards): a new stage's rule joins the table by having a `benchmark:`. The source rules are
+# mode-specific and come from SOURCE_BENCHMARKS (common.smk); the figures' are listed per figure.
+_FIGURE_RULES = {f"figure_{name}" for name in FIGURE_NAMES}
 STAGE_BENCHMARKS = SOURCE_BENCHMARKS + [
-    R(f"benchmarks/{stage}.tsv") for stage in ["labels", "gaia_source", "gaia_xp", "zero_point",
-                                               "dust", "assemble", "train", "baseline", "evaluate"]]
+    str(_rule.benchmark) for _rule in workflow.rules
+    if _rule.benchmark is not None and not _rule.has_wildcards()
+    and _rule.name not in SOURCE_RULES | _FIGURE_RULES]
 
 
 rule report_summary:

@@ -2,6 +2,9 @@
 # Real mode: allStar and DistMass are downloaded from the SAS (unless given as local
 # paths); the Gaia archive and the Combined19 map are reached by the stages that use them.
 
+# the mode-specific rules (their run times enter the report through SOURCE_BENCHMARKS)
+SOURCE_RULES = {"mock_survey", "download_apogee"}
+
 
 rule mock_survey:
     output:

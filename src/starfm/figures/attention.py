@@ -84,7 +84,3 @@ def build(inputs, s):
                       "teff_weight_high": finite_float(d["high"][col[o], i_teff]),
                       "max_abs_change": finite_float(np.abs(d["diff"][col[o]]).max())}
     return plot_cross_attention(d), numbers
-
-
-SETTINGS = {"fig17_cross_attention": Settings}
-BUILDERS = {"fig17_cross_attention": build}

@@ -1,9 +1,10 @@
 """Shared plotting helpers of the figures: inputs (read lazily), saving, subsampling, panels, spectra.
 
 Every figure module has, per figure, a ``prepare_*`` (numbers in, a dict of arrays out; what the
-tests check) and a ``plot_*`` (that dict -> a matplotlib figure), and ``build(name, inputs,
-settings)`` which runs the pair and returns ``(figure, numbers)``: ``numbers`` is the small JSON
-the caption quotes (``results/figures/<name>.json``).
+tests check) and a ``plot_*`` (that dict -> a matplotlib figure), and a build function
+``(inputs, settings)`` which runs the pair and returns ``(figure, numbers)``: ``numbers`` is the
+small JSON the caption quotes (``results/figures/<name>.json``). The registry
+(:mod:`starfm.figures.registry`) names each figure's module, build function and settings class.
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ PERCENTILES = [5, 25, 50, 75, 90, 99]
 # parameters -> spectra: the five labels and the dust (Figs. 7-11, 16)
 PARAMETER_TOKENS = ["teff", "logg", "m_h", "mass", "ln_age", "ln_ebv"]
 XP_TOKENS = tokens.XP_BP + tokens.XP_RP
-G_FLUX_ZERO_POINT = 25.6873668671   # 2.5 log10 F_G[e-/s] = ZP - G (SPEC section 2)
 BP_RP_SPLIT_NM = 640.0              # Fig. 12: BP below, RP above
 
 
@@ -86,7 +86,7 @@ class FigureInputs:
 
     @functools.cached_property
     def ds(self):
-        from starfm.baseline import read_dataset
+        from starfm.dataset import read_dataset
         if self._dataset is None:
             raise StarfmInputError("this figure needs --dataset")
         ds = read_dataset(self._dataset)
@@ -96,12 +96,12 @@ class FigureInputs:
 
     @functools.cached_property
     def model(self):
-        from starfm.evaluate import check_vocabulary, load_model
+        from starfm.inference import StarFM, check_vocabulary
         if self._model is None:
             raise StarfmInputError("this figure needs --model")
         model, source = self._model, self._model
         if isinstance(model, (str, Path)):
-            model = load_model(model)
+            model = StarFM.load(model, device="cpu")
         else:
             source = "the model"
         check_vocabulary(model, source)
@@ -159,11 +159,6 @@ def xp_flux(bp: np.ndarray, rp: np.ndarray, wavelength_nm=None) -> np.ndarray:
 def wavelength_nm() -> np.ndarray:
     from starfm.extinction_curve import XP_WAVELENGTH_NM
     return XP_WAVELENGTH_NM
-
-
-def g_flux(g_mag) -> np.ndarray:
-    """F_G in e-/s from G (the XP tokens are coefficients / F_G)."""
-    return 10.0 ** ((G_FLUX_ZERO_POINT - np.asarray(g_mag, float)) / 2.5)
 
 
 def robust_scatter(x) -> float:

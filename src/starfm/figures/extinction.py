@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from starfm.extinction_curve import curve_agreement, recover_extinction_curve
-from starfm.figures.common import NoSettings, finite_float, plt
+from starfm.figures.common import finite_float, plt
 from starfm.io import atomic_path
 
 log = logging.getLogger("starfm.figures")
@@ -126,7 +126,3 @@ def build(inputs, settings, extra_outputs=None):
     numbers = {**extinction_summary(d), "median_abs_rel_error_400_950": finite_float(d.get("agreement", np.nan)),
                "ln_form_400_950": finite_float(d.get("ln_agreement", np.nan))}
     return plot_extinction_curve(d), numbers
-
-
-SETTINGS = {"fig16_extinction_curve": NoSettings}
-BUILDERS = {"fig16_extinction_curve": build}

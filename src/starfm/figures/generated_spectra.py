@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from starfm import tokens
-from starfm.figures.common import (PARAMETER_TOKENS, XP_TOKENS, finite_float, g_flux, plt,
+from starfm.figures.common import (PARAMETER_TOKENS, XP_TOKENS, finite_float, plt,
                                    wavelength_nm, xp_flux)
 
 
@@ -48,7 +48,7 @@ def generate(model, mass, age_gyr, m_h) -> dict:
         g10 = 5 * np.log10(np.where(lum > 0, lum, np.nan) / 100.0)
     return {"mass": mass, "age": age_gyr, "m_h": m_h, "teff": iso[:, 0], "logg": iso[:, 1],
             "pseudo_luminosity": lum, "g_10pc": g10, "norm_flux": norm_flux,
-            "flux_10pc": norm_flux * g_flux(g10)[:, None]}
+            "flux_10pc": norm_flux * tokens.g_flux(g10)[:, None]}
 
 
 def prepare_generated_spectra(model, s: Settings = Settings()) -> dict:
@@ -105,7 +105,3 @@ def build(inputs, settings):
     ratio = e["norm_flux"][:, blue].mean(1) / e["norm_flux"][:, red].mean(1)
     numbers["m_h"]["blue_to_red_ratio"] = [finite_float(v) for v in ratio]
     return plot_generated_spectra(d, settings), numbers
-
-
-SETTINGS = {"fig07_generated_spectra": Settings}
-BUILDERS = {"fig07_generated_spectra": build}

@@ -264,9 +264,3 @@ def build_age_metallicity(inputs, s):
                "observed_median_age_at_mh_0": finite_float(
                    d["obs_bin_median"][int(np.argmin(np.abs(d["obs_bin_m_h"])))])}
     return plot_age_metallicity(d), numbers
-
-
-SETTINGS = {"fig13_kiel_grid": KielSettings, "fig14_mass_age_self_consistency": SelfConsistencySettings,
-            "fig15_age_metallicity": AgeMetallicitySettings}
-BUILDERS = {"fig13_kiel_grid": build_kiel_grid, "fig14_mass_age_self_consistency": build_self_consistency,
-            "fig15_age_metallicity": build_age_metallicity}

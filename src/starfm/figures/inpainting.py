@@ -103,7 +103,3 @@ def build(inputs, s: Settings):
                          "rmse_p99": float(np.percentile(r, 99)),
                          "picked": [finite_float(d[task]["rmse"][i]) for i in d["pick"]]}
     return plot_inpainting(d), numbers
-
-
-SETTINGS = {"fig12_bp_rp_inpainting": Settings}
-BUILDERS = {"fig12_bp_rp_inpainting": build}

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from starfm import tokens
-from starfm.baseline import Dataset
-from starfm.figures.common import NoSettings, finite_float, plt, read_meta, robust_scatter
+from starfm.dataset import Dataset
+from starfm.figures.common import finite_float, plt, read_meta, robust_scatter
 
 XP_CONTEXT = tokens.XP_BP[:29] + tokens.XP_RP[:29]
 
@@ -89,7 +89,3 @@ def build(inputs, settings):
                "distance_frac_scatter": finite_float(d["distance_frac_scatter"]),
                "n_distance": int(ok_d.sum())}
     return plot_physical_validation(d), numbers
-
-
-SETTINGS = {"fig06_physical_validation": NoSettings}
-BUILDERS = {"fig06_physical_validation": build}

@@ -21,7 +21,7 @@ import numpy as np
 
 from starfm import tokens
 from starfm.figures.common import (LABEL_TEXT, PARAMETER_TOKENS, PERCENTILES, XP_TOKENS,
-                                   finite_float, g_flux, plt, read_meta, subsample,
+                                   finite_float, plt, read_meta, subsample,
                                    wavelength_nm, xp_flux)
 from starfm.io import StarfmInputError
 
@@ -64,7 +64,7 @@ def prepare_reconstruction(ds, model, s: Settings = Settings(), batch_size: int 
         d_gaia = np.where(plx > 0, 1.0 / plx, np.nan)
         snr = plx / plx_err
     return {"wavelength": wavelength_nm(), "source_id": ds.source_id[rows], "obs_norm": obs_flux,
-            "nn_norm": nn_flux, "rmse": rmse, "g_flux": g_flux(g), "d_nn": d_nn, "d_gaia": d_gaia,
+            "nn_norm": nn_flux, "rmse": rmse, "g_flux": tokens.g_flux(g), "d_nn": d_nn, "d_gaia": d_gaia,
             "parallax_snr": snr, "teff": values[:, ix["teff"]], "logg": values[:, ix["logg"]],
             "m_h": values[:, ix["m_h"]], "mass": values[:, ix["mass"]],
             "age": np.exp(values[:, ix["ln_age"]]), "ebv": np.exp(values[:, ix["ln_ebv"]])}
@@ -271,11 +271,3 @@ def build_rmse_parameter_space(inputs, s):
         numbers[f"spearman_{k}"] = finite_float(spearmanr(d[k][ok], d["log_rmse"][ok]).statistic) \
             if ok.sum() > 2 else None
     return plot_rmse_parameter_space(d), numbers
-
-
-SETTINGS = {"fig08_reconstructed_spectra": Settings, "fig09_fractional_residual": Settings,
-            "fig10_rmse_vs_astrometry": Settings, "fig11_rmse_parameter_space": Settings}
-BUILDERS = {"fig08_reconstructed_spectra": build_reconstructed_spectra,
-            "fig09_fractional_residual": build_fractional_residual,
-            "fig10_rmse_vs_astrometry": build_rmse_vs_astrometry,
-            "fig11_rmse_parameter_space": build_rmse_parameter_space}

@@ -92,7 +92,3 @@ def build(inputs, s):
                       "n_test": int(len(e["observed"])), "n_train": e["n_train"]}
                for name, e in d.items()}
     return plot_rp0_vs_xgboost(d), numbers
-
-
-SETTINGS = {"fig19_rp0_vs_xgboost": Settings}
-BUILDERS = {"fig19_rp0_vs_xgboost": build}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from starfm.figures.common import (LABEL_TEXT, UNITS, UNITS_TEX, NoSettings, finite_float,
+from starfm.figures.common import (LABEL_TEXT, UNITS, UNITS_TEX, finite_float,
                                    not_available, one_to_one, plt, robust_scatter)
 
 # (panel, setting, model, title)
@@ -24,8 +24,6 @@ PANELS = [("a", "standard", "xgboost", "XGBoost, standard inputs"),
           ("d", "random64", "transformer", "random 64 coefficients + colours"),
           ("e", "high_order", "transformer", "high-order coefficients only"),
           ("f", "high_order+labels", "transformer", "high-order + labels (identity)")]
-FIGURE_LABELS = {"fig04_atmospheric_parameters": ["teff", "logg", "m_h"],
-                 "fig05_mass_age": ["mass", "age"]}
 
 
 def setting_tables(inputs) -> dict[str, dict | None]:
@@ -125,9 +123,8 @@ def _numbers(d: dict, labels: list[str]) -> dict:
     return out
 
 
-def _builder(name: str, title: str):
+def _builder(labels: list[str], title: str):
     def build(inputs, settings):
-        labels = FIGURE_LABELS[name]
         tables = setting_tables(inputs)
         d = prepare_spectra_to_labels(tables, labels)
         numbers = {**_numbers(d, labels), "standard_source": tables["standard_source"]}
@@ -135,11 +132,7 @@ def _builder(name: str, title: str):
     return build
 
 
-SETTINGS = {name: NoSettings for name in FIGURE_LABELS}
-BUILDERS = {
-    "fig04_atmospheric_parameters": _builder(
-        "fig04_atmospheric_parameters", "Fig. 4: Teff, logg and [M/H] from XP spectra and photometry "
-        "(test split)"),
-    "fig05_mass_age": _builder("fig05_mass_age", "Fig. 5: mass and age from XP spectra and "
-                               "photometry (test split)"),
-}
+build_atmospheric_parameters = _builder(
+    ["teff", "logg", "m_h"], "Fig. 4: Teff, logg and [M/H] from XP spectra and photometry (test split)")
+build_mass_age = _builder(["mass", "age"], "Fig. 5: mass and age from XP spectra and photometry "
+                          "(test split)")

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
-from starfm.figures.common import FigureInputs, parse_settings, save
+from starfm.figures.common import FigureInputs, NoSettings, parse_settings, save
 from starfm.figures.registry import FIGURE_NAMES, FIGURES
-from starfm.io import StarfmInputError, atomic_path
+from starfm.io import StarfmInputError, atomic_path, json_safe
 
 log = logging.getLogger("starfm.figures")
 
@@ -27,6 +27,17 @@ def figure_module(name: str):
     if name not in FIGURES:
         raise StarfmInputError(f"unknown figure '{name}'; known: {', '.join(FIGURE_NAMES)}")
     return importlib.import_module(f"starfm.figures.{FIGURES[name]['module']}")
+
+
+def figure_builder(name: str):
+    """The figure's build function ``(inputs, settings) -> (figure, numbers)`` (registry ``build``)."""
+    return getattr(figure_module(name), FIGURES[name]["build"])
+
+
+def figure_settings(name: str) -> type:
+    """The figure's settings dataclass (registry ``settings``; NoSettings when it has none)."""
+    entry = FIGURES[name]
+    return getattr(figure_module(name), entry["settings"]) if "settings" in entry else NoSettings
 
 
 def render_caption(template: str, numbers: dict, source: str = "caption template") -> str:
@@ -49,28 +60,15 @@ def render_caption(template: str, numbers: dict, source: str = "caption template
         raise StarfmInputError(f"{source}: cannot render ({exc})") from exc
 
 
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def make_figure(name: str, inputs: FigureInputs, png, pdf=None, numbers_path=None,
                 caption_template=None, caption_path=None, extra_outputs=(), settings=None) -> dict:
     """Draw one figure; return its numbers. ``settings``: the figure's JSON object (or None)."""
-    module = figure_module(name)
-    s = parse_settings(module.SETTINGS[name], json_object(settings or {}, "--settings"), name)
+    s = parse_settings(figure_settings(name), json_object(settings or {}, "--settings"), name)
     start = time.perf_counter()
     kwargs = {"extra_outputs": list(extra_outputs)} if FIGURES[name].get("extra_outputs") else {}
-    fig, numbers = module.BUILDERS[name](inputs, s, **kwargs)
+    fig, numbers = figure_builder(name)(inputs, s, **kwargs)
     save(fig, Path(png), Path(pdf) if pdf else None)
-    numbers = _json_safe({"figure": name, **numbers, "seconds": round(time.perf_counter() - start, 2)})
+    numbers = json_safe({"figure": name, **numbers, "seconds": round(time.perf_counter() - start, 2)})
     if numbers_path:
         with atomic_path(numbers_path) as tmp:
             Path(tmp).write_text(json.dumps(numbers, indent=2) + "\n")

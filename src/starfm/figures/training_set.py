@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from starfm import tokens
-from starfm.baseline import Dataset
-from starfm.figures.common import LABEL_TEXT, NoSettings, plt, read_meta, subsample
+from starfm.dataset import Dataset
+from starfm.figures.common import LABEL_TEXT, plt, read_meta, subsample
 from starfm.io import StarfmInputError
 
 def prepare_training_set(ds: Dataset) -> dict:
@@ -152,7 +152,3 @@ def build_mass_age_mh(inputs, settings):
 def _spearman(x, y) -> float:
     from scipy.stats import spearmanr
     return float(spearmanr(x, y).statistic)
-
-
-SETTINGS = {"fig01_training_set": NoSettings, "fig02_mass_age_mh": NoSettings}
-BUILDERS = {"fig01_training_set": build_training_set, "fig02_mass_age_mh": build_mass_age_mh}

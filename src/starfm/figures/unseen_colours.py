@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from starfm import tokens
-from starfm.figures.common import LABEL_TEXT, NoSettings, finite_float, one_to_one, plt, robust_scatter
+from starfm.figures.common import LABEL_TEXT, finite_float, one_to_one, plt, robust_scatter
 
 INPUTS = tokens.XP_BP[:32] + tokens.XP_RP[:32]
 COLOURS = ["bp_rp", "j_k"]
@@ -67,7 +67,3 @@ def build(inputs, settings):
                    "n": d[c]["n"], "pearson_r": finite_float(d[c]["pearson_r"]),
                    "never_requested": c in d["never_request"]} for c in COLOURS}
     return plot_unseen_colours(d), numbers
-
-
-SETTINGS = {"fig18_unseen_colours": NoSettings}
-BUILDERS = {"fig18_unseen_colours": build}

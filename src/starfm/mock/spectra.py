@@ -113,11 +113,9 @@ def xp_basis() -> dict:
     """GaiaXPy's calibrate design matrices, merge weights, ridge projectors and G/BP/RP vectors.
 
     Returns a dict: ``wavelength`` (343,) nm; ``design``/``merge``/``mask``/``projector`` per band
-    (``projector[band]`` is (n_wl_band, 55): ``coef = flux[:, mask] @ projector``); ``phot`` per band
-    (55, 3) and ``phot_zero_points`` (3,) for Gaia DR3 Vega G, BP, RP.
+    (``projector[band]`` is (n_wl_band, 55): ``coef = flux[:, mask] @ projector``). (Synthetic
+    G/BP/RP of coefficients: :func:`starfm.xp_flux.synthetic_photometry`.)
     """
-    from gaiaxpy import PhotometricSystem
-
     default = default_basis()
     wavelength = default["wavelength"]
     out = {"wavelength": wavelength, "design": {}, "merge": {}, "mask": {}, "projector": {}, "phot": {}}
@@ -137,10 +135,6 @@ def xp_basis() -> dict:
     out["smoothing"] = (kernel / kernel.sum(axis=1, keepdims=True)).T   # flux_xp = flux @ smoothing
     # raw model flux -> coefficients in one product: smoothing then projection
     out["raw_projector"] = {b: out["smoothing"][:, out["mask"][b]] @ out["projector"][b] for b in ("bp", "rp")}
-    system = PhotometricSystem.Gaia_DR3_Vega.value
-    sampling = system.load_xpsampling_from_xml()
-    out["phot"] = {band: np.asarray(sampling[band], dtype=float) for band in ("bp", "rp")}
-    out["phot_zero_points"] = np.asarray(system.get_zero_points(), dtype=float)
     return out
 
 
@@ -169,14 +163,6 @@ def project_on_xp(flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def calibrated_flux(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
     """What ``gaiaxpy.calibrate`` returns for these coefficients (default grid, no truncation)."""
     return xp_flux(bp, rp)
-
-
-def synthetic_gaia_mags(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
-    """(n, 3) Gaia DR3 Vega G, BP, RP from XP coefficients (GaiaXPy's synthetic photometry)."""
-    basis = xp_basis()
-    flux = np.atleast_2d(bp) @ basis["phot"]["bp"] + np.atleast_2d(rp) @ basis["phot"]["rp"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -2.5 * np.log10(flux) + basis["phot_zero_points"]
 
 
 def extinction_law_name(r_v: float = R_V) -> str:

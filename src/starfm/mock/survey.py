@@ -32,6 +32,7 @@ from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME, EBV_TRUE_OVER_SFD
 from starfm.dust_map import Combined19Map, combined19_path
 from starfm.io import StarfmInputError, atomic_path
 from starfm.settings import add_settings_argument, parse_settings
+from starfm.xp_flux import synthetic_photometry
 from starfm.mock import apogee, photometry, population, spectra, truth, xp_continuous
 from starfm.mock.archive import GAIA_SOURCE_FILE, MANIFEST_FILE, XP_CONTINUOUS_FILE
 from starfm.mock.dust_map import make_dust_map
@@ -170,7 +171,7 @@ def _chunk(n_rows: int, chunk_index: int, seed: int, fields: dict, dust: Combine
     bp_true, rp_true = spectra.xp_coefficients(stars["teff"], stars["logg"], stars["m_h"],
                                                stars["radius"], distance, a_v, c_n=stars["c_n"],
                                                alpha_m=stars["alpha_m"], r_v=r_v)
-    mags = spectra.synthetic_gaia_mags(bp_true, rp_true)
+    mags = synthetic_photometry(bp_true, rp_true)
     g_true, bp_rp_true = mags[:, 0], mags[:, 1] - mags[:, 2]
 
     out = {"n": n, "n_dup": n_dup, "glon": glon, "glat": glat, "ra": ra, "dec": dec, "field": f,
