@@ -28,7 +28,7 @@ from starfm.model import ModelConfig
 from starfm.predict import FLAGS, PredictSettings, SideTable, synthetic_photometry, token_columns
 from starfm.tokenise import CutSettings, g_flux, tokenise
 from starfm.train import TrainConfig, train
-from helpers import default_config, run_snakemake
+from helpers import TINY, default_config, run_snakemake
 from synthetic_dataset import trained_synthetic_model, write_synthetic_dataset
 from synthetic_inputs import DEFAULT_CUTS, synthetic_tables, write_inputs
 
