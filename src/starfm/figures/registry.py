@@ -43,3 +43,8 @@ FIGURE_NAMES = list(FIGURES)
 def figure_number(name: str) -> int:
     """``fig07_generated_spectra`` -> 7."""
     return int(name[3:5])
+
+# Figures a library-mode run (real stars: no mass, no parallax, no mock truth) draws; the others
+# need mass, the pseudo-luminosity, E(B-V) maps or truth. figures.smk filters FIGURE_NAMES by it.
+LIBRARY_FIGURES = ["fig04_atmospheric_parameters", "fig05_mass_age", "fig07_generated_spectra",
+                   "fig12_bp_rp_inpainting", "fig19_rp0_vs_xgboost"]
