@@ -49,6 +49,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,10 @@ def read_library(path) -> dict[str, np.ndarray]:
     if not path.exists():
         raise StarfmInputError(f"{path}: library file does not exist (run the library-fetch stage)")
     try:
-        with fits.open(path, memmap=False) as hdul:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")      # a corrupt file: the one-line error says it
+            hdul = fits.open(path, memmap=False)
+        with hdul:
             if len(hdul) < 2 or not hasattr(hdul[1], "columns"):
                 raise StarfmInputError(f"{path}: no table in HDU 1")
             data = hdul[1].data
@@ -305,7 +309,9 @@ def read_ages(path, max_age_gyr: float = 14.0) -> dict[str, np.ndarray]:
     if not path.exists():
         raise StarfmInputError(f"{path}: library.ages_path does not exist")
     try:
-        t = Table.read(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")      # 'log(yr)' is no FITS unit
+            t = Table.read(path)
     except Exception as exc:
         raise StarfmInputError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
     missing = [c for c in ("ID", "logAge", "e_logAge") if c not in t.colnames]
