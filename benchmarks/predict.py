@@ -31,7 +31,7 @@ from starfm.inference import MODEL_FORMAT, StarFM
 from starfm.io import write_table
 from starfm.model import StarModel, model_config
 from starfm.predict import OUTPUTS, PredictSettings, SideTable, predict, token_columns
-from starfm.tokenise import ValidityCuts, tokenise
+from starfm.tokenise import CutSettings, tokenise
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "realdata" / "xp" / "xp_spectral_lines" / "xp_continuous_combined_chunk0.fits"
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
         t_read = time.perf_counter()
         for xp, extra in iter_xp_chunks(xp_path, args.chunk_rows):
             cols, _, _ = token_columns(xp, extra, gaia, None, settings)
-            parts.append(tokenise(cols, ValidityCuts(), missing_quality="pass")[0])
+            parts.append(tokenise(cols, CutSettings(), missing_quality="pass")[0])
         read_tokenise = time.perf_counter() - t_read
         values = np.concatenate(parts)
         # alternate end to end and forward alone, best of --repeats each (the machine is shared);

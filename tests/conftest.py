@@ -2,9 +2,19 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-import pytest
+# The test process computes with the kernels the workflow's stages use (starfm.kernels): the
+# pins are read when numpy and torch load, so they are set before anything imports them.
+from starfm import kernels
+
+kernels.pin()
+if "numpy" in sys.modules or "torch" in sys.modules:  # a plugin loaded them first
+    sys.stderr.write("conftest: numpy/torch were imported before the CPU-kernel pins; "
+                     "numbers may differ from the workflow's\n")
+
+import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,8 +120,24 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory):
     """The default workflow (config.yaml as shipped: 20,000-star mock survey) run once, end to
-    end, with Snakemake in a temporary directory. Science and workflow tests read its outputs."""
-    return _workflow_run(tmp_path_factory, "default_run", default_config())
+    end, with Snakemake in a temporary directory. Science and workflow tests read its outputs.
+
+    ``STARFM_DEFAULT_RUN_DIR=DIR`` checks a run you already have instead (e.g. another seed, or
+    made with ``ATEN_CPU_CAPABILITY=default``; benchmarks/science_spread.py): the workflow is
+    brought up to date in DIR with DIR's own ``config.yaml`` (written by an earlier test run, or
+    the shipped one merged with DIR/over.yaml when that exists)."""
+    reuse = os.environ.get("STARFM_DEFAULT_RUN_DIR")
+    if not reuse:
+        return _workflow_run(tmp_path_factory, "default_run", default_config())
+    import yaml
+
+    workdir = Path(reuse).resolve()
+    over = workdir / "over.yaml"
+    config = merged(default_config(), yaml.safe_load(over.read_text()) if over.exists() else {})
+    out = run_snakemake(workdir, config, name="test_config.yaml")
+    if out.returncode != 0:
+        pytest.fail(f"default run in {workdir} failed:\n{out.stderr[-6000:]}")
+    return workdir, config
 
 
 def rv25_config() -> dict:

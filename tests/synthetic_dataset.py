@@ -32,6 +32,7 @@ import numpy as np
 from astropy.stats import mad_std
 
 from starfm import io
+from starfm.tokenise import CutSettings
 from starfm.tokens import TOKEN_INDEX, VOCABULARY, XP_BP, XP_RP
 
 N_LATENT = 5
@@ -139,7 +140,7 @@ def write_synthetic_dataset(path: str | Path, n_stars: int = 3000, seed: int = 0
              **stars["truth"]}
     attrs = {"vocabulary": list(VOCABULARY), "token_median": median.astype(np.float64),
              "token_mad_std": np.asarray(spread, np.float64),
-             "cuts": {"synthetic": True}, "n_train": int((~is_test).sum()),
+             "cuts": CutSettings().to_json(), "n_train": int((~is_test).sum()),
              "n_test": int(is_test.sum()), "test_fraction": float(test_fraction),
              "split_seed": int(split_seed)}
     io.write_table(path, {"source_id": source_id, "values": stars["values"],

@@ -14,15 +14,16 @@ Tests edit the returned column dicts (``tables["gaia_source"]["ruwe"][3] = 1.5``
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
 
 from starfm.io import write_table
+from starfm.tokenise import CutSettings
 
-DEFAULT_CUTS = {"mass": [0.5, 4.0], "age_gyr": [0.0, 14.0], "m_h": [-2.5, 0.7],
-                "g_mag": [6.0, 17.5], "bp_rp": [0.0, 4.0], "excess_factor_max": 2.0,
-                "ruwe_max": 1.4, "parallax_error_max": 0.1}
+# the cuts' defaults as a config dict (written once: starfm.tokenise.CutSettings = the schema's)
+DEFAULT_CUTS = json.loads(CutSettings().to_json())
 G_ZERO_POINT_VEGA = 25.6873668671
 TABLE_NAMES = ("labels", "gaia_source", "xp", "parallax", "extinction", "truth")
 

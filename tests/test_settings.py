@@ -20,7 +20,7 @@ from starfm.settings import config_schema, parse_settings
 # catalogue target's section (its files; the predict stage's PredictSettings take its
 # chunk_rows/batch_size/inputs/device with the cuts and zero point, tests/test_predict.py)
 # and the per-figure sections (each figure module's settings class, tests/test_figures.py)
-NOT_STAGE_SETTINGS = {"mode", "results", "predict", "figures"}
+NOT_STAGE_SETTINGS = {"mode", "results", "cpu_kernels", "predict", "figures"}
 JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean"}
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from starfm import tokens
 from starfm.io import StarfmInputError
-from starfm.tokenise import ValidityCuts, g_flux, tokenise, validity
+from starfm.tokenise import CutSettings, g_flux, tokenise, validity
 
 K = tokens.TOKEN_INDEX
 
@@ -58,13 +58,39 @@ def test_missing_quality_fail_or_pass():
 
 def test_cuts_and_bad_shapes():
     cols = _columns()
-    v, _ = tokenise(cols, ValidityCuts(g_mag=(6.0, 10.0)))
+    v, _ = tokenise(cols, CutSettings(g_mag=(6.0, 10.0)))
     bright = cols["phot_g_mean_mag"] < 10
     assert np.isfinite(v[bright, K["rp0"]]).all() and np.isnan(v[~bright, K["rp0"]]).all()
-    assert ValidityCuts.from_dict({"g_mag": [6, 17.5], "mass": [0.5, 4]}) == ValidityCuts()
+    assert CutSettings.parse({"g_mag": [6, 17.5], "mass": [0.5, 4]}) == CutSettings()
+    # a config dict works as well as the object, and gives the same tokens
+    np.testing.assert_array_equal(tokenise(cols, {"g_mag": [6, 10]})[0], v)
     with pytest.raises(StarfmInputError, match="g_mag"):
-        ValidityCuts.from_dict({"g_mag": [10, 6]})
+        CutSettings.parse({"g_mag": [10, 6]})
+    with pytest.raises(StarfmInputError, match="g_mag"):
+        CutSettings(g_mag=(10.0, 6.0))
     with pytest.raises(StarfmInputError, match="unequal length"):
         tokenise({**cols, "j": cols["j"][:3]})
     with pytest.raises(StarfmInputError, match="bp_coefficients.*expected"):
         tokenise({**cols, "bp_coefficients": cols["bp_coefficients"][:, :50]})
+
+
+def test_cuts_narrowed_never_widened():
+    """predict applies the model's training cuts narrowed by a config: a wider value is ignored."""
+    base = CutSettings()
+    cuts, wider = base.narrowed({"g_mag": [8.0, 20.0], "ruwe_max": 1.2, "parallax_error_max": 0.5})
+    assert cuts.g_mag == (8.0, 17.5) and cuts.ruwe_max == 1.2 and cuts.parallax_error_max == 0.1
+    assert wider == ["g_mag", "parallax_error_max"]
+    assert base.narrowed({}) == (base, [])
+    with pytest.raises(StarfmInputError, match="unknown key 'teff_max'"):
+        base.narrowed({"teff_max": 1.0})
+
+
+def test_label_cuts_count_names_and_missing_labels():
+    lab = {"mass": np.array([1.0, 0.4, np.nan, 1.0]), "age_gyr": np.array([5.0, 5.0, 5.0, 15.0]),
+           "m_h": np.array([np.nan, 0.0, 0.0, 1.0])}
+    checks = CutSettings().label_checks(lab)
+    assert [name for name, _ in checks] == ["mass in (0.5, 4.0) Msun", "age in (0.0, 14.0) Gyr",
+                                            "[M/H] in (-2.5, 0.7) where finite"]
+    assert [ok.tolist() for _, ok in checks] == [[True, False, False, True],
+                                                 [True, True, True, False],
+                                                 [True, True, True, False]]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from starfm import kernels
+
 # stage name -> (module:function, one-line description), in pipeline order
 STAGES: dict[str, tuple[str, str]] = {
     "mock-survey": ("starfm.mock.survey:cli", "generate the mock survey (allStar, DistMass, Gaia archive, dust map, truth)"),
@@ -27,7 +29,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "predict": ("starfm.predict:cli", "predict stellar parameters for any XP file (streamed; output by extension)"),
     "generate": ("starfm.generate:cli_generate", "parameters -> XP coefficients and sampled spectrum (GaiaXPy)"),
     "inpaint": ("starfm.generate:cli_inpaint", "BP coefficients from RP, or RP from BP, for an XP file"),
-    "predict-merge": ("starfm.generate:cli_merge", "merge per-file predictions into one catalogue"),
+    "predict-merge": ("starfm.predict:cli_merge", "merge per-file predictions into one catalogue"),
     "report-tables": ("starfm.report_tables:cli", "the report's summary page: metrics, configuration, run times"),
 }
 
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starfm: unknown stage '{stage}'\n\n{_usage()}", file=sys.stderr)
         return 2
     target, _ = STAGES[stage]
+    # before any stage module loads numpy or torch: the same kernels on every x86 CPU type
+    kernels.pin()
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     return int(func(rest) or 0)

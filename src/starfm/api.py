@@ -51,13 +51,14 @@ class Model:
         """Parameters for every source of ``xp`` (path or columns incl. ``source_id``); optional
         gaia_source / 2MASS tables (paths). ``settings``: fields of ``PredictSettings``."""
         from starfm.predict import (GAIA_COLUMNS, PHOTOMETRY_ALIASES, PredictSettings,
-                                    _check_tokens, default_inputs, predict_chunk)
+                                    _check_tokens, default_inputs, model_records, predict_chunk)
         s = PredictSettings.from_json(settings)
         inputs = list(s.inputs) if s.inputs is not None else default_inputs()
         _check_tokens(inputs, self.fm, "inputs")
         gaia = self._side(gaia_source, "gaia_source", {c: (c,) for c in GAIA_COLUMNS})
         phot = self._side(photometry, "2MASS photometry", PHOTOMETRY_ALIASES)
-        parts = [predict_chunk(self.fm, x, e, gaia, phot, s, inputs)
+        records = model_records(self.fm, s)     # the model's training cuts, tokens, coverage
+        parts = [predict_chunk(self.fm, x, e, gaia, phot, s, inputs, records)
                  for x, e in self._chunks(xp, s.chunk_rows) if len(x["source_id"])]
         return _concat(parts)
 

@@ -43,27 +43,25 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
 from astropy.stats import mad_std
 from tqdm import tqdm
 
-from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError, read_attrs, read_table, require_rows, write_table
+from starfm.cli_common import run_cli, setup_logging, stage_parser
+from starfm.io import (StarfmInputError, match_rows, read_attrs, read_table, require_rows,
+                       write_table)
 from starfm.settings import add_settings_argument, parse_settings
-from starfm.tokenise import (ValidityCuts, astrometric_checks, photometric_checks, tokenise)
+from starfm.tokenise import (LABEL_CUTS, CutSettings, astrometric_checks, photometric_checks,
+                             tokenise)
 from starfm.tokenise import has_xp as has_xp_band
 from starfm.tokens import N_XP, TOKEN_INDEX, VOCABULARY
 
 log = logging.getLogger("starfm.assemble")
 
-
-RANGE_CUTS = ("mass", "age_gyr", "m_h", "g_mag", "bp_rp")
-MAX_CUTS = ("excess_factor_max", "ruwe_max", "parallax_error_max")
 
 LABEL_COLUMNS = ["source_id", "apogee_id", "glon", "glat", "j", "j_err", "h", "h_err", "k", "k_err",
                  "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err", "mass", "mass_err",
@@ -87,19 +85,8 @@ XP_CHUNK_ROWS = 65536  # XP rows read per HDF5 slice: bounds memory (~30 MB per 
 
 
 # ---- settings ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CutSettings:
-    """config.yaml ``cuts:`` (ranges are open intervals; defaults = the schema's)."""
-
-    SECTION = "cuts"
-    mass: tuple[float, float] = (0.5, 4.0)          # [Msun]
-    age_gyr: tuple[float, float] = (0.0, 14.0)      # [Gyr]
-    m_h: tuple[float, float] = (-2.5, 0.7)          # [dex], where [M/H] is finite
-    g_mag: tuple[float, float] = (6.0, 17.5)        # XP and BP-RP valid only inside
-    bp_rp: tuple[float, float] = (0.0, 4.0)         # ... and inside this
-    excess_factor_max: float = 2.0                  # ... and below this excess factor
-    ruwe_max: float = 1.4                           # parallax valid only below this ruwe
-    parallax_error_max: float = 0.1                 # ... and this error [mas]
+# CutSettings (config.yaml ``cuts:``) is the tokeniser's: one cut object from the schema to
+# ``starfm.tokenise`` (re-exported here as the assemble stage's settings section).
 
 
 @dataclass(frozen=True)
@@ -119,41 +106,6 @@ class AssembleSettings:
     split: SplitSettings = field(default_factory=SplitSettings)
 
 
-# ---- cuts and arguments --------------------------------------------------------------------
-def _parse_cuts(cuts) -> dict:
-    """Validate the cuts (a dict or its JSON): exactly config.yaml's keys, min < max, max > 0."""
-    cuts = json_object(cuts, "cuts")
-    expected = set(RANGE_CUTS) | set(MAX_CUTS)
-    missing, unknown = sorted(expected - set(cuts)), sorted(set(cuts) - expected)
-    if missing or unknown:
-        raise StarfmInputError(f"cuts: missing key(s) {missing}, unknown key(s) {unknown}; "
-                               f"expected exactly {sorted(expected)} (config.yaml 'cuts:')")
-    out = {}
-    for key in RANGE_CUTS:
-        value = cuts[key]
-        try:
-            lo, hi = (float(v) for v in value)
-        except (TypeError, ValueError):
-            raise StarfmInputError(f"cuts: '{key}' must be [min, max], got {value!r}") from None
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise StarfmInputError(f"cuts: '{key}' needs finite min < max, got [{lo}, {hi}]")
-        out[key] = [lo, hi]
-    for key in MAX_CUTS:
-        try:
-            value = float(cuts[key])
-        except (TypeError, ValueError):
-            raise StarfmInputError(f"cuts: '{key}' must be a number, got {cuts[key]!r}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise StarfmInputError(f"cuts: '{key}' must be finite and > 0, got {value}")
-        out[key] = value
-    return out
-
-
-def _inside(x: np.ndarray, bounds) -> np.ndarray:
-    """Open interval test; NaN is outside."""
-    return (x > bounds[0]) & (x < bounds[1])
-
-
 # ---- reading and joining -------------------------------------------------------------------
 def _read_checked(path, columns, name, not_all_nan=None) -> dict[str, np.ndarray]:
     table = read_table(path, columns)
@@ -164,19 +116,6 @@ def _read_checked(path, columns, name, not_all_nan=None) -> dict[str, np.ndarray
             raise StarfmInputError(f"{path}: column '{col}' is entirely NaN ({n} rows)")
     table["source_id"] = np.asarray(table["source_id"]).astype(np.int64)
     return table
-
-
-def _match(table_ids: np.ndarray, query_ids: np.ndarray, source: str = "") -> np.ndarray:
-    """Row of ``table_ids`` holding each query id (its first occurrence), -1 where absent."""
-    order = np.argsort(table_ids, kind="stable")  # stable: among repeats the first row sorts first
-    sorted_ids = table_ids[order]
-    if source and len(sorted_ids) > 1 and (sorted_ids[1:] == sorted_ids[:-1]).any():
-        n_dup = int((sorted_ids[1:] == sorted_ids[:-1]).sum())
-        log.warning("%s: %d repeated source_id rows; using the first row of each", source, n_dup)
-    pos = np.searchsorted(sorted_ids, query_ids, side="left")
-    pos = np.minimum(pos, len(sorted_ids) - 1)
-    found = sorted_ids[pos] == query_ids
-    return np.where(found, order[pos], -1)
 
 
 def _take(column: np.ndarray, rows: np.ndarray, fill=np.nan) -> np.ndarray:
@@ -274,13 +213,14 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
              split_seed: int, out, truth=None, require_labels=DEFAULT_REQUIRE) -> dict:
     """Build ``out`` (dataset.h5) from the five input tables (+ optional truth); return counts.
 
-    ``cuts`` is a dict (or JSON) with exactly config.yaml's ``cuts:`` keys. ``require_labels``:
-    the label columns a star must have to be in the sample (default mass and age, the paper's
-    sample; library mode: teff and logg, as it has no mass and ages for a subset). The mass and
-    age range cuts then apply only where the label is finite, like the [M/H] cut. Raises
+    ``cuts``: :class:`~starfm.tokenise.CutSettings` (or a dict / JSON of its keys, missing ones
+    take their defaults); stored as the attribute ``cuts``. ``require_labels``: the label
+    columns a star must have to be in the sample (default mass and age, the paper's sample;
+    library mode: teff and logg, as it has no mass and ages for a subset). The mass and age range
+    cuts then apply only where the label is finite, like the [M/H] cut. Raises
     :class:`StarfmInputError` on bad input; ``out`` is written atomically and only at the end.
     """
-    cuts = _parse_cuts(cuts)
+    cuts = CutSettings.parse(cuts)
     test_fraction = float(test_fraction)
     if not 0.0 < test_fraction < 1.0:
         raise StarfmInputError(f"split.test_fraction must be in (0, 1), got {test_fraction}")
@@ -309,24 +249,21 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
     if np.nanmedian(age) > 1000:  # DistMass ages in years would give a median of ~5e9
         raise StarfmInputError(f"{labels}: column 'age_gyr' has median {np.nanmedian(age):.3g}: "
                                "looks like years, expected Gyr (check distmass_age_unit)")
-    mass, m_h = np.asarray(lab["mass"], dtype=float), np.asarray(lab["m_h"], dtype=float)
+    mass = np.asarray(lab["mass"], dtype=float)
     if default_sample:
         steps = [("finite mass and age", np.isfinite(mass) & np.isfinite(age)),
-                 (f"mass in ({cuts['mass'][0]}, {cuts['mass'][1]}) Msun", _inside(mass, cuts["mass"])),
-                 (f"age in ({cuts['age_gyr'][0]}, {cuts['age_gyr'][1]}) Gyr",
-                  _inside(age, cuts["age_gyr"]))]
+                 *cuts.label_checks(lab)]
     else:
         finite = np.ones(len(sid), dtype=bool)
         for c in require:
             finite &= np.isfinite(np.asarray(lab[c], dtype=float))
-        steps = [(f"finite {' and '.join(require)}", finite),
-                 (f"mass in ({cuts['mass'][0]}, {cuts['mass'][1]}) Msun where finite",
-                  ~np.isfinite(mass) | _inside(mass, cuts["mass"])),
-                 (f"age in ({cuts['age_gyr'][0]}, {cuts['age_gyr'][1]}) Gyr where finite",
-                  ~np.isfinite(age) | _inside(age, cuts["age_gyr"]))]
-    steps += [
-              (f"[M/H] in ({cuts['m_h'][0]}, {cuts['m_h'][1]}) where finite",
-               ~np.isfinite(m_h) | _inside(m_h, cuts["m_h"]))]
+        steps = [(f"finite {' and '.join(require)}", finite)]
+        # a required cut on a label not in require_labels applies only where the label is finite
+        for key, (name, ok) in zip(LABEL_CUTS, cuts.label_checks(lab)):
+            if LABEL_CUTS[key][2] and key not in require:
+                x = np.asarray(lab[key], dtype=float)
+                name, ok = f"{name} where finite", ok | ~np.isfinite(x)
+            steps.append((name, ok))
     keep = np.ones(len(sid), dtype=bool)
     cut_counts = [{"cut": "label table", "removed": 0, "remaining": len(sid)}]
     log.info("%-45s %9d stars", "label table", len(sid))
@@ -351,10 +288,10 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
     ext = _read_checked(extinction, EXTINCTION_COLUMNS, "extinction")
     xpt = _read_checked(xp, XP_ID_COLUMNS, "xp")
     _check_xp_file(xp, len(xpt["source_id"]))
-    g_rows = _match(gaia["source_id"], sid, str(gaia_source))
-    p_rows = _match(plx["source_id"], sid, str(parallax))
-    e_rows = _match(ext["source_id"], sid, str(extinction))
-    x_rows = _match(xpt["source_id"], sid, str(xp))
+    g_rows = match_rows(gaia["source_id"], sid, str(gaia_source))
+    p_rows = match_rows(plx["source_id"], sid, str(parallax))
+    e_rows = match_rows(ext["source_id"], sid, str(extinction))
+    x_rows = match_rows(xpt["source_id"], sid, str(xp))
     g = {c: _take(gaia[c], g_rows) for c in GAIA_COLUMNS[1:]}
     p = {c: _take(plx[c], p_rows) for c in PARALLAX_COLUMNS[1:]}
     e = {c: _take(ext[c], e_rows) for c in EXTINCTION_COLUMNS[1:]}
@@ -371,13 +308,12 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
                "bp_n_relevant_bases": n_rel["bp"], "rp_n_relevant_bases": n_rel["rp"],
                **{c: f[c] for c in LABEL_COLUMNS[4:]},
                "ln_ebv": e["ln_ebv_median"], "ln_ebv_err": e["ln_ebv_mad_std"]}
-    token_cuts = ValidityCuts.from_dict(cuts)
 
     # -- validity masks, counted step by step (first failing reason) --
     has_xp = (x_rows >= 0) & has_xp_band(columns)  # a row with a band
     phot_ok = np.ones(n, dtype=bool)
     xp_counts = {"no XP spectrum": int((~has_xp).sum())}
-    for name, ok in photometric_checks(columns, token_cuts):
+    for name, ok in photometric_checks(columns, cuts):
         xp_counts[f"{name} (XP + BP-RP blanked)"] = int((phot_ok & ~ok).sum())
         xp_counts[f"{name} (spectra blanked)"] = int((phot_ok & has_xp & ~ok).sum())
         phot_ok &= ok
@@ -385,7 +321,7 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
     xp_counts["valid XP spectrum"] = int(xp_ok.sum())
     plx_ok = np.ones(n, dtype=bool)
     plx_counts = {}
-    for name, ok in astrometric_checks(columns, token_cuts):
+    for name, ok in astrometric_checks(columns, cuts):
         plx_counts[name] = int((plx_ok & ~ok).sum())
         plx_ok &= ok
     plx_counts["no corrected parallax or G"] = int((plx_ok & ~(np.isfinite(p["parallax_corrected"])
@@ -395,9 +331,9 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
         log.info("%-45s %9d stars", name, count)
 
     # -- the token table: every star, then the stars with a valid spectrum again with their XP --
-    values, errors = tokenise(columns, token_cuts)
+    values, errors = tokenise(columns, cuts)
     stars = np.flatnonzero(xp_ok)
-    _fill_xp(values, errors, xp, columns, x_rows[stars], stars, token_cuts)
+    _fill_xp(values, errors, xp, columns, x_rows[stars], stars, cuts)
 
     # -- split and standardisation --
     is_test = _split_uniform(sid, split_seed) < test_fraction
@@ -442,7 +378,7 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
              n_test / n, split_seed)
 
     attrs = {"vocabulary": list(VOCABULARY), "token_median": median.astype(np.float64),
-             "token_mad_std": scale.astype(np.float64), "cuts": json.dumps(cuts, sort_keys=True),
+             "token_mad_std": scale.astype(np.float64), "cuts": cuts.to_json(),
              "n_train": n - n_test, "n_test": n_test, "test_fraction": test_fraction,
              "split_seed": split_seed, "cut_counts": cut_counts, "xp_cut_counts": xp_counts,
              "parallax_cut_counts": plx_counts, "sample_counts": table1,
@@ -465,7 +401,7 @@ def _truth(path, sid):
         raise StarfmInputError(f"{path}: missing column(s) ['source_id']; "
                                f"it has {sorted(table)}")
     require_rows(len(table["source_id"]), str(path))
-    rows = _match(np.asarray(table["source_id"]).astype(np.int64), sid)
+    rows = match_rows(np.asarray(table["source_id"]).astype(np.int64), sid)
     out = {"source_id": sid, "has_truth": rows >= 0}
     fills = {"f": np.nan, "U": "", "S": b""}
     for name, col in table.items():
@@ -502,6 +438,6 @@ def cli(argv=None) -> int:
     setup_logging(args.log, args.verbose)
     s = parse_settings(AssembleSettings, args.settings)
     assemble(args.labels, args.gaia_source, args.xp, args.parallax, args.extinction,
-             asdict(s.cuts), s.split.test_fraction, s.split.seed, args.out, truth=args.truth,
+             s.cuts, s.split.test_fraction, s.split.seed, args.out, truth=args.truth,
              require_labels=tuple(c for c in args.require_labels.split(",") if c))
     return 0

@@ -6,6 +6,7 @@ import functools
 import logging
 import sys
 
+from starfm import kernels
 from starfm.io import StarfmError, StarfmInputError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -20,6 +21,7 @@ def setup_logging(log_file: str | None = None, verbose: bool = False) -> None:
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT,
                         handlers=handlers, force=True)
+    _log.info("%s", kernels.describe())
     global _logging_ready
     _logging_ready = True
 

@@ -75,3 +75,50 @@ def read_dataset(path: str | Path) -> Dataset:
                                    f"expected ({len(vocab)},)")
     return Dataset(path, np.asarray(cols["source_id"], dtype=np.int64), values, errors,
                    np.asarray(cols["is_test"], dtype=bool), vocab, attrs)
+
+
+# ---- what a model trained on this file has seen (stored in model.pt by the train stage) ------
+# the training giants' coverage: the central 99 % (0.5-99.5 percentiles) of the train split of
+# each quantity; ``starfm predict`` flags a star outside any of them (DistMass BITMASK 2). The
+# 1 % tails keep a few outliers of the training set from stretching the box; measured on the
+# held-out giants of the model's own population (tests/test_predict.py) few are flagged.
+COVERAGE_PERCENTILES = (0.5, 99.5)
+# inputs compared with the star's own value ("phot_g_mean_mag": Gaia G, from the meta group),
+# outputs with the model's prediction (token units: ln_age, not age)
+COVERAGE_INPUTS = ("phot_g_mean_mag", "bp_rp", "j_k")
+COVERAGE_OUTPUTS = ("teff", "logg", "m_h", "mass", "ln_age")
+
+
+def training_records(ds: Dataset) -> dict:
+    """What the train split of ``ds`` holds, as plain JSON-able values: ``cuts`` (the cuts it was
+    assembled with, the attribute ``cuts``; None if absent), ``token_counts`` (token -> number of
+    train stars with a value: a token with 0 was never seen), ``coverage`` (quantity -> [lo, hi],
+    the :data:`COVERAGE_PERCENTILES` of its train values; G over stars with an XP token) and
+    ``coverage_percentiles``."""
+    import json
+
+    train = ~ds.is_test
+    values = ds.values[train]
+    present = np.isfinite(values)
+    counts = present.sum(0)
+    cuts = ds.attrs.get("cuts")      # assemble writes JSON text (CutSettings.to_json)
+    try:
+        cuts = json.loads(cuts) if isinstance(cuts, str) else cuts
+    except json.JSONDecodeError:
+        cuts = None
+    cuts = cuts if isinstance(cuts, dict) else None
+    columns = {name: ds.column(name)[train] for name in COVERAGE_INPUTS[1:] + COVERAGE_OUTPUTS}
+    import h5py
+    with h5py.File(ds.path, "r") as f:
+        if "meta" in f and "phot_g_mean_mag" in f["meta"]:
+            g = np.asarray(f["meta"]["phot_g_mean_mag"][:], np.float64)[train]
+            columns["phot_g_mean_mag"] = np.where(present[:, :2 * tokens.N_XP].any(1), g, np.nan)
+    coverage = {}
+    for name, col in columns.items():
+        col = np.asarray(col, np.float64)
+        col = col[np.isfinite(col)]
+        if len(col):
+            coverage[name] = [float(v) for v in np.percentile(col, COVERAGE_PERCENTILES)]
+    return {"cuts": cuts, "token_counts": {t: int(c) for t, c in zip(ds.vocabulary, counts)},
+            "coverage": coverage, "coverage_percentiles": list(COVERAGE_PERCENTILES),
+            "n_train": int(train.sum())}

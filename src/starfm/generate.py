@@ -1,5 +1,5 @@
-"""``starfm generate`` (parameters -> XP coefficients -> spectrum), ``starfm inpaint`` (BP from RP,
-RP from BP) and ``starfm predict-merge`` (per-file predictions -> one catalogue).
+"""``starfm generate`` (parameters -> XP coefficients -> spectrum) and ``starfm inpaint`` (BP from
+RP, RP from BP); ``starfm predict-merge`` lives with ``predict`` (``starfm.predict.merge``).
 
 generate: the model's XP tokens given any of Teff, logg, [M/H], mass, age and E(B-V), turned into
 coefficients for a star of magnitude G (tokens are coefficient / F_G; default G = 12), and sampled
@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 from tqdm import tqdm
 
 from starfm import tokens
-from starfm.catalogue_io import CatalogueWriter, iter_xp_chunks, read_columns, read_table_any
+from starfm.catalogue_io import CatalogueWriter, iter_xp_chunks, read_table_any
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.io import StarfmInputError
-from starfm.tokenise import ValidityCuts, g_flux, tokenise
+from starfm.tokenise import g_flux, tokenise
 
 log = logging.getLogger("starfm.generate")
 
@@ -99,12 +98,12 @@ def generate(fm, params: Mapping, g_mag=None, batch_size: int = 4096) -> dict:
 
 def inpaint_chunk(fm, xp: dict, extra: dict, gaia, photometry, settings, source_band: str) -> dict:
     """One chunk of XP rows -> the XP table with the other band predicted from ``source_band``."""
-    from starfm.predict import token_columns
+    from starfm.predict import model_records, token_columns
     if source_band not in ("bp", "rp"):
         raise StarfmInputError(f"inpaint: --from must be bp or rp, not {source_band!r}")
     target = "rp" if source_band == "bp" else "bp"
     cols, used, flag = token_columns(xp, extra, gaia, photometry, settings)
-    values, _ = tokenise(cols, ValidityCuts.from_dict(settings.cuts), missing_quality="pass")
+    values, _ = tokenise(cols, model_records(fm, settings).cuts, missing_quality="pass")
     src = tokens.XP_BP if source_band == "bp" else tokens.XP_RP
     dst = tokens.XP_RP if source_band == "bp" else tokens.XP_BP
     mean, std = fm.predict(values, inputs=src, outputs=dst, batch_size=settings.batch_size)
@@ -148,31 +147,6 @@ def inpaint(model, xp, out, source_band: str, gaia_source=None, settings=None, f
     bar.close()
     log.info("wrote %s: %s inpainted from %s for %d sources", out, target, source_band, writer.n)
     return writer.n
-
-
-def merge(parts, out) -> int:
-    """Concatenate per-file prediction tables (any readable format) into ``out``; rows written."""
-    parts = [Path(p) for p in parts]
-    if not parts:
-        raise StarfmInputError("predict-merge: no part files given")
-    n_ids = 0
-    ids = []
-    with CatalogueWriter(out, meta={"parts": [str(p) for p in parts]}) as writer:
-        names = None
-        for p in parts:
-            cols = read_columns(p)
-            if names is None:
-                names = list(cols)
-            elif list(cols) != names:
-                raise StarfmInputError(f"{p}: columns {list(cols)} differ from {parts[0]}'s {names}")
-            writer.write(cols)
-            ids.append(cols["source_id"])
-            n_ids += len(cols["source_id"])
-    repeats = n_ids - len(np.unique(np.concatenate(ids)))
-    if repeats:
-        log.warning("%d source_id repeated across the part files (kept every row)", repeats)
-    log.info("merged %d files into %s (%d rows)", len(parts), out, n_ids)
-    return n_ids
 
 
 # ---------------------------------------------------------------------------- command lines
@@ -230,15 +204,4 @@ def cli_inpaint(argv=None) -> int:
     return 0
 
 
-@run_cli
-def cli_merge(argv=None) -> int:
-    parser = stage_parser("predict-merge", "Concatenate per-file prediction tables into one catalogue.")
-    parser.add_argument("--parts", nargs="+", required=True, help="prediction tables")
-    parser.add_argument("--out", required=True, help="merged catalogue (format by extension)")
-    args = parser.parse_args(argv)
-    setup_logging(args.log, args.verbose)
-    merge(args.parts, args.out)
-    return 0
-
-
-__all__ = ["generate", "inpaint", "merge", "sample_spectrum", "wavelength_grid"]
+__all__ = ["generate", "inpaint", "sample_spectrum", "wavelength_grid"]

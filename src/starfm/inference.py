@@ -14,6 +14,7 @@ context is its first ``context_max`` present tokens in the order of ``inputs``.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -50,13 +51,16 @@ class StarFM:
     """A trained foundation model with its vocabulary and standardisation."""
 
     def __init__(self, model: StarModel, vocabulary: Sequence[str], token_median, token_mad_std,
-                 info: dict | None = None):
+                 info: dict | None = None, training: dict | None = None):
         self.model = model.eval()
         self.vocabulary: list[str] = list(vocabulary)
         self.token_index = {name: i for i, name in enumerate(self.vocabulary)}
         self.token_median = np.asarray(token_median, np.float64)
         self.token_mad_std = np.asarray(token_mad_std, np.float64)
         self.info = info or {}
+        # what it was trained on (starfm.dataset.training_records; {} for model files written
+        # before starfm stored it: then tokens_seen falls back on the standardisation)
+        self.training = training or {}
         self.device = next(model.parameters()).device
 
     @classmethod
@@ -78,8 +82,24 @@ class StarFM:
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise StarfmInputError(f"{path}: a starfm model file with broken contents ({first})") from None
         info = {k: state[k] for k in ("size", "train_config", "history") if k in state}
+        try:
+            training = json.loads(state.get("training", "{}"))
+        except (TypeError, ValueError):
+            raise StarfmInputError(f"{path}: a starfm model file with a broken 'training' record") from None
         return cls(model.to(device), state["vocabulary"], state["token_median"].cpu().numpy(),
-                   state["token_mad_std"].cpu().numpy(), info)
+                   state["token_mad_std"].cpu().numpy(), info, training)
+
+    @property
+    def tokens_seen(self) -> list[str]:
+        """Tokens with a value in the training set (the model never learned the others, as input
+        or output). A model file without the record (older starfm): the tokens whose
+        standardisation is not exactly median 0 / mad_std 1, what assembly gives a token without
+        any train value (a seen token with those exact values would be missed: none in practice)."""
+        counts = self.training.get("token_counts")
+        if counts is not None:
+            return [t for t in self.vocabulary if counts.get(t, 0) > 0]
+        return [t for i, t in enumerate(self.vocabulary)
+                if not (self.token_median[i] == 0.0 and self.token_mad_std[i] == 1.0)]
 
     @property
     def context_max(self) -> int:

@@ -161,3 +161,21 @@ def require_columns(available: Iterable[str], required: Iterable[str], source: s
 def require_rows(n_rows: int, source: str) -> None:
     if n_rows == 0:
         raise StarfmInputError(f"{source}: the table is empty")
+
+
+def match_rows(table_ids: np.ndarray, query_ids: np.ndarray, source: str = "") -> np.ndarray:
+    """Row of ``table_ids`` holding each query id (its first occurrence), -1 where absent: the
+    one join by ``source_id`` (assembly's tables, predict's side tables). ``source``: a file
+    name to log a warning under when ``table_ids`` repeats an id."""
+    table_ids, query_ids = np.asarray(table_ids), np.asarray(query_ids)
+    if len(table_ids) == 0:
+        return np.full(len(query_ids), -1, dtype=np.int64)
+    order = np.argsort(table_ids, kind="stable")  # stable: among repeats the first row sorts first
+    sorted_ids = table_ids[order]
+    if source and len(sorted_ids) > 1 and (sorted_ids[1:] == sorted_ids[:-1]).any():
+        import logging
+        n_dup = int((sorted_ids[1:] == sorted_ids[:-1]).sum())
+        logging.getLogger("starfm.io").warning(
+            "%s: %d repeated source_id rows; using the first row of each", source, n_dup)
+    pos = np.minimum(np.searchsorted(sorted_ids, query_ids, side="left"), len(sorted_ids) - 1)
+    return np.where(sorted_ids[pos] == query_ids, order[pos], -1)

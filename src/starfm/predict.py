@@ -29,6 +29,12 @@ flag 2). Quality columns that are unknown (BP-RP range, excess factor, RUWE) ski
 ``distance`` = 10**(G/5) / L_pred [kpc] with L_pred the pseudo-luminosity the model predicts from
 all its inputs: where a good parallax is given it dominates, elsewhere it is the spectrophotometric
 distance.
+
+A model predicts under what it was trained on (``model.pt`` key ``training``,
+:func:`model_records`): its training cuts (``PredictSettings.cuts`` may only narrow them), only
+input tokens it saw in training (others dropped, flag 512), outputs it had training data for
+(others NaN, flag 256), and a star outside the training giants' coverage gets flag 1024.
+``starfm predict-merge`` (:func:`merge`) concatenates per-file predictions into one catalogue.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ import functools
 import logging
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -44,11 +51,11 @@ import numpy as np
 from tqdm import tqdm
 
 from starfm import tokens
-from starfm.catalogue_io import CatalogueWriter, iter_xp_chunks, read_table_any
+from starfm.catalogue_io import CatalogueWriter, iter_xp_chunks, read_columns, read_table_any
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError
+from starfm.io import StarfmInputError, match_rows
 from starfm.settings import parse_settings
-from starfm.tokenise import ValidityCuts, tokenise, validity
+from starfm.tokenise import CutSettings, tokenise, validity
 
 log = logging.getLogger("starfm.predict")
 
@@ -64,7 +71,18 @@ FLAGS = {1: "not in the gaia_source table (or none given)",
          16: "no pseudo-luminosity token (no parallax, zero point or error, or failing a cut)",
          32: "no 2MASS colour token",
          64: "no input token at all: every output NaN",
-         128: "predicted pseudo-luminosity not positive: no distance"}
+         128: "predicted pseudo-luminosity not positive: no distance",
+         256: "an output the model had no training data for (e.g. mass of a model trained on a "
+              "catalogue without masses): written NaN, never as if learned",
+         512: "an input token the model never saw in training was given: dropped (e.g. a parallax "
+              "for a model trained without pseudo-luminosity)",
+         1024: "outside the training giants' coverage (as DistMass BITMASK 2): G, BP-RP (Gaia's, "
+               "else synthesised from XP), J-K or a predicted teff, logg, m_h, mass, age outside "
+               "the model's recorded 0.5-99.5 percentile range of its train split"}
+# the quantities of the out-of-distribution test (flag 1024) and where their value comes from:
+# the star's inputs (G as used; BP-RP and J-K tokens, when given) and the model's predictions
+OOD_INPUTS = ("phot_g_mean_mag", "bp_rp", "j_k")
+OOD_OUTPUTS = ("teff", "logg", "m_h", "mass", "ln_age")
 GAIA_COLUMNS = ("phot_g_mean_mag", "bp_rp", "phot_bp_rp_excess_factor", "parallax", "parallax_error",
                 "ruwe", "nu_eff_used_in_astrometry", "pseudocolour", "ecl_lat",
                 "astrometric_params_solved", "parallax_corrected")
@@ -90,7 +108,9 @@ class PredictSettings:
     chunk_rows: int = 10_000          # XP rows read, tokenised and predicted at a time (memory)
     batch_size: int = 1024            # stars per model forward pass (attention memory: ~0.3 GB)
     inputs: tuple[str, ...] | None = None   # token names offered as context (None: default_inputs())
-    cuts: dict = field(default_factory=dict)  # validity cuts (config 'cuts:' keys; {} = defaults)
+    # narrows the cuts the model was trained with (stored in model.pt; config 'cuts:' keys, some
+    # or none): each range intersected, each maximum the smaller; {} = the model's own cuts
+    cuts: dict = field(default_factory=dict)
     zero_point_extra_mas: float = 0.005     # the paper's extra zero-point term (config zero_point:)
     device: str = "cpu"               # cpu | cuda | auto
     progress: bool = True             # tqdm progress bar (stderr)
@@ -127,12 +147,6 @@ def synthetic_photometry(bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- side tables
-def _match(table_ids: np.ndarray, query_ids: np.ndarray) -> np.ndarray:
-    """Row of ``table_ids`` (sorted copy given by the caller) holding each query id, -1 if absent."""
-    pos = np.minimum(np.searchsorted(table_ids, query_ids), max(len(table_ids) - 1, 0))
-    return np.where(table_ids[pos] == query_ids, pos, -1) if len(table_ids) else np.full(len(query_ids), -1)
-
-
 class SideTable:
     """A gaia_source or 2MASS table held sorted by source_id (first row of a repeated id)."""
 
@@ -154,7 +168,7 @@ class SideTable:
         log.info("%s: %d sources, columns %s", path, len(sid), sorted(self.columns))
 
     def take(self, source_id: np.ndarray) -> tuple[dict, np.ndarray]:
-        rows = _match(self.source_id, source_id)
+        rows = match_rows(self.source_id, source_id)
         found = rows >= 0
         out = {}
         for name, col in self.columns.items():
@@ -229,23 +243,102 @@ def token_columns(xp: dict, extra: dict, gaia: SideTable | None, photometry: Sid
     return cols, used, flag
 
 
+@dataclass(frozen=True)
+class ModelRecords:
+    """What ``predict`` takes from the model file besides its weights (``model.pt`` key
+    ``training``, written by the train stage from ``starfm.dataset.training_records``)."""
+
+    cuts: CutSettings              # the training cuts, narrowed by PredictSettings.cuts
+    seen: frozenset                # tokens with training data (inputs fed, outputs written)
+    coverage: dict                 # quantity -> (lo, hi): the training giants' coverage
+
+
+def model_records(fm, settings: PredictSettings) -> ModelRecords:
+    """The cuts, tokens seen and coverage of the model ``fm`` under ``settings``. A model file
+    written before starfm stored them (no ``training`` record) still loads: the cuts are the
+    schema defaults (the only ones older workflows trained with unless a config changed them),
+    the tokens seen are those whose standardisation is not the 0 / 1 of an absent token, and no
+    star gets the out-of-distribution flag (1024); each fallback is logged."""
+    training = getattr(fm, "training", None) or {}
+    if training.get("cuts"):
+        try:
+            base = CutSettings.parse(training["cuts"])
+        except StarfmInputError as exc:
+            raise StarfmInputError(f"the model file's training cuts are not this starfm's ({exc})") from None
+    else:
+        log.warning("the model file records no training cuts (written by an older starfm): "
+                    "using the default cuts (config.yaml)")
+        base = CutSettings()
+    cuts, wider = base.narrowed(settings.cuts)
+    if wider:
+        log.warning("--settings cuts %s would widen the cuts the model was trained with: the "
+                    "training cuts are kept there (a config may only narrow them)", wider)
+    coverage = {k: (float(v[0]), float(v[1])) for k, v in (training.get("coverage") or {}).items()}
+    if not coverage:
+        log.warning("the model file records no training coverage (written by an older starfm): "
+                    "no star gets the out-of-distribution flag 1024")
+    return ModelRecords(cuts, frozenset(fm.tokens_seen), coverage)
+
+
+def outside_coverage(quantities: Mapping[str, np.ndarray], coverage: Mapping) -> dict:
+    """quantity -> stars whose value lies outside its [lo, hi] coverage (NaN: not tested)."""
+    out = {}
+    for name, x in quantities.items():
+        if name in coverage:
+            lo, hi = coverage[name]
+            out[name] = np.isfinite(x) & ((x < lo) | (x > hi))
+    return out
+
+
+def _colour(used: dict, xp: dict) -> np.ndarray:
+    """BP-RP for the coverage test: Gaia's where given, else synthesised from the XP spectrum
+    (GaiaXPy Gaia DR3 Vega, as the G fallback; NaN without both bands). Never a token."""
+    bp_rp = np.asarray(used["bp_rp"], np.float64).copy()
+    missing = ~np.isfinite(bp_rp)
+    if missing.any():
+        mags = synthetic_photometry(xp["bp_coefficients"][missing], xp["rp_coefficients"][missing])
+        bp_rp[missing] = mags[:, 1] - mags[:, 2]
+    return bp_rp
+
+
 def predict_chunk(fm, xp: dict, extra: dict, gaia: SideTable | None, photometry: SideTable | None,
-                  settings: PredictSettings, inputs: list[str]) -> dict:
-    """One chunk of XP rows -> the output columns (see the module docstring)."""
+                  settings: PredictSettings, inputs: list[str], records: ModelRecords | None = None,
+                  tally: dict | None = None) -> dict:
+    """One chunk of XP rows -> the output columns (see the module docstring). ``tally``: a dict
+    that collects, per quantity, the number of stars outside the training coverage."""
+    records = records or model_records(fm, settings)
     cols, used, flag = token_columns(xp, extra, gaia, photometry, settings)
-    cuts = ValidityCuts.from_dict(settings.cuts)
-    values, _ = tokenise(cols, cuts, missing_quality="pass")
-    ok = validity(cols, cuts, missing_quality="pass")
+    values, _ = tokenise(cols, records.cuts, missing_quality="pass")
+    ok = validity(cols, records.cuts, missing_quality="pass")
     present = np.isfinite(values)
     flag |= np.where(ok["xp"] & present[:, :2 * tokens.N_XP].any(1), 0, 8).astype(np.int32)
     flag |= np.where(present[:, tokens.TOKEN_INDEX["pseudo_luminosity"]], 0, 16).astype(np.int32)
     flag |= np.where(present[:, tokens.TOKEN_INDEX["j_h"]] | present[:, tokens.TOKEN_INDEX["j_k"]],
                      0, 32).astype(np.int32)
     in_idx = tokens.index(inputs)
+    unseen = np.array([k for k in in_idx if tokens.VOCABULARY[k] not in records.seen], dtype=np.int64)
+    if unseen.size:     # never fed to the model: it learned nothing about them
+        flag |= np.where(present[:, unseen].any(1), 512, 0).astype(np.int32)
+        values[:, unseen] = np.nan
+        present[:, unseen] = False
     n_tokens = np.minimum(present[:, in_idx].sum(1), fm.context_max).astype(np.int16)
     flag |= np.where(n_tokens == 0, 64, 0).astype(np.int32)
     mean, std = fm.predict(values, inputs=inputs, outputs=list(OUTPUTS.values()),
                            batch_size=settings.batch_size)
+    unlearned = [j for j, token in enumerate(OUTPUTS.values()) if token not in records.seen]
+    if unlearned:
+        mean[:, unlearned] = np.nan
+        std[:, unlearned] = np.nan
+        flag |= 256
+    predicted = dict(zip(OUTPUTS.values(), mean.T))
+    quantities = {"phot_g_mean_mag": used["phot_g_mean_mag"], "bp_rp": _colour(used, xp),
+                  "j_k": values[:, tokens.TOKEN_INDEX["j_k"]].astype(np.float64),
+                  **{t: predicted[t] for t in OOD_OUTPUTS}}
+    outside = outside_coverage(quantities, records.coverage)
+    for name, mask in outside.items():
+        flag |= np.where(mask, 1024, 0).astype(np.int32)
+        if tally is not None:
+            tally[name] = tally.get(name, 0) + int(mask.sum())
     out = {"source_id": xp["source_id"]}
     G = used["phot_g_mean_mag"]
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -256,7 +349,7 @@ def predict_chunk(fm, xp: dict, extra: dict, gaia: SideTable | None, photometry:
                 sig = mu * sig
             elif token == "pseudo_luminosity":
                 bad = ~(mu > 0)
-                flag |= np.where(bad & (n_tokens > 0), 128, 0).astype(np.int32)
+                flag |= np.where(bad & (n_tokens > 0) & (j not in unlearned), 128, 0).astype(np.int32)
                 d = np.where(bad, np.nan, 10.0 ** (G / 5.0) / mu)
                 sig = d * sig / np.abs(mu)
                 mu = d
@@ -282,15 +375,26 @@ def predict(model, xp, out, gaia_source=None, photometry=None, settings: Predict
         fm = StarFM.load(model, device=settings.device)
     inputs = list(settings.inputs) if settings.inputs is not None else default_inputs()
     _check_tokens(inputs, fm, "inputs")
+    records = model_records(fm, settings)
+    writer.meta["cuts"] = dataclasses.asdict(records.cuts)   # the cuts actually applied
+    writer.meta["training_coverage"] = {k: list(v) for k, v in records.coverage.items()}
+    never = [t for t in inputs if t not in records.seen]
+    if never:
+        log.warning("the model never saw input token(s) %s in training: never fed to it (flag 512)",
+                    never)
+    unlearned = [name for name, t in OUTPUTS.items() if t not in records.seen]
+    if unlearned:
+        log.warning("the model had no training data for %s: written NaN (flag 256)", unlearned)
     gaia = SideTable(gaia_source, "gaia_source", {c: (c,) for c in GAIA_COLUMNS}) if gaia_source else None
     phot = SideTable(photometry, "2MASS photometry", PHOTOMETRY_ALIASES) if photometry else None
-    counts = {"rows": 0, "flags": {str(b): 0 for b in FLAGS}}
+    counts = {"rows": 0, "flags": {str(b): 0 for b in FLAGS}, "outside": {}}
     bar = tqdm(desc="predict", unit="star", file=sys.stderr, disable=not settings.progress or None)
     with writer:
         for xp_cols, extra in iter_xp_chunks(xp, settings.chunk_rows):
             if len(xp_cols["source_id"]) == 0:
                 continue
-            result = predict_chunk(fm, xp_cols, extra, gaia, phot, settings, inputs)
+            result = predict_chunk(fm, xp_cols, extra, gaia, phot, settings, inputs, records,
+                                   counts["outside"])
             writer.write(result)
             counts["rows"] += len(result["source_id"])
             for b in FLAGS:
@@ -300,9 +404,35 @@ def predict(model, xp, out, gaia_source=None, photometry=None, settings: Predict
             raise StarfmInputError(f"{xp}: the XP table is empty")
     bar.close()
     counts["seconds"] = time.perf_counter() - t0
-    log.info("wrote %s: %d sources in %.1f s; flags %s", out, counts["rows"], counts["seconds"],
-             {FLAGS[int(b)]: c for b, c in counts["flags"].items() if c})
+    log.info("wrote %s: %d sources in %.1f s; flags %s; outside the training coverage by "
+             "quantity %s", out, counts["rows"], counts["seconds"],
+             {FLAGS[int(b)]: c for b, c in counts["flags"].items() if c}, counts["outside"])
     return counts
+
+
+def merge(parts, out) -> int:
+    """Concatenate per-file prediction tables (any readable format) into ``out``; rows written."""
+    parts = [Path(p) for p in parts]
+    if not parts:
+        raise StarfmInputError("predict-merge: no part files given")
+    n_ids = 0
+    ids = []
+    with CatalogueWriter(out, meta={"parts": [str(p) for p in parts]}) as writer:
+        names = None
+        for p in parts:
+            cols = read_columns(p)
+            if names is None:
+                names = list(cols)
+            elif list(cols) != names:
+                raise StarfmInputError(f"{p}: columns {list(cols)} differ from {parts[0]}'s {names}")
+            writer.write(cols)
+            ids.append(cols["source_id"])
+            n_ids += len(cols["source_id"])
+    repeats = n_ids - len(np.unique(np.concatenate(ids)))
+    if repeats:
+        log.warning("%d source_id repeated across the part files (kept every row)", repeats)
+    log.info("merged %d files into %s (%d rows)", len(parts), out, n_ids)
+    return n_ids
 
 
 def _check_tokens(names, fm, what):
@@ -336,4 +466,15 @@ def cli(argv=None) -> int:
     setup_logging(args.log, args.verbose)
     predict(args.model, args.xp, args.out, args.gaia_source, args.photometry,
             PredictSettings.from_json(args.settings))
+    return 0
+
+
+@run_cli
+def cli_merge(argv=None) -> int:
+    parser = stage_parser("predict-merge", "Concatenate per-file prediction tables into one catalogue.")
+    parser.add_argument("--parts", nargs="+", required=True, help="prediction tables")
+    parser.add_argument("--out", required=True, help="merged catalogue (format by extension)")
+    args = parser.parse_args(argv)
+    setup_logging(args.log, args.verbose)
+    merge(args.parts, args.out)
     return 0

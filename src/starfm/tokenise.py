@@ -48,8 +48,9 @@ caller flags it). G and the parallax error are never optional: without them the 
 """
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Mapping
 
 import numpy as np
@@ -73,38 +74,102 @@ SCALAR_INPUT_COLUMNS = ("phot_g_mean_mag", "bp_rp", "phot_bp_rp_excess_factor",
 INPUT_COLUMNS = XP_INPUT_COLUMNS + SCALAR_INPUT_COLUMNS
 
 
-@dataclass(frozen=True)
-class ValidityCuts:
-    """The photometric and astrometric validity cuts of the tokens (config.yaml ``cuts:``).
+# a label cut: its field name is the label column; (name in the cut counts, unit, required: a
+# star without the label fails it, else a missing label passes and only a measured one outside
+# the range removes the star). Adding a cut: one CutSettings field (+ its schema entry and
+# config.yaml line) and, for a label cut, one line here.
+LABEL_CUTS = {"mass": ("mass", "Msun", True), "age_gyr": ("age", "Gyr", True),
+              "m_h": ("[M/H]", "", False)}
 
-    Ranges are open intervals. Defaults are config.yaml's.
+
+@dataclass(frozen=True)
+class CutSettings:
+    """config.yaml ``cuts:``, the one cut object from the schema to the tokeniser (and stored in
+    ``dataset.h5`` and ``model.pt``, so ``predict`` uses the cuts its model was trained with).
+
+    Ranges are open intervals; defaults = the schema's (tests/test_settings.py). The label cuts
+    (:data:`LABEL_CUTS`) define the sample at assembly; the others are the photometric and
+    astrometric validity cuts of the tokens.
     """
 
-    g_mag: tuple[float, float] = (6.0, 17.5)
-    bp_rp: tuple[float, float] = (0.0, 4.0)
-    excess_factor_max: float = 2.0
-    ruwe_max: float = 1.4
-    parallax_error_max: float = 0.1
+    SECTION = "cuts"
+    mass: tuple[float, float] = (0.5, 4.0)          # [Msun]
+    age_gyr: tuple[float, float] = (0.0, 14.0)      # [Gyr]
+    m_h: tuple[float, float] = (-2.5, 0.7)          # [dex], where [M/H] is finite
+    g_mag: tuple[float, float] = (6.0, 17.5)        # XP and BP-RP valid only inside
+    bp_rp: tuple[float, float] = (0.0, 4.0)         # ... and inside this
+    excess_factor_max: float = 2.0                  # ... and below this excess factor
+    ruwe_max: float = 1.4                           # parallax valid only below this ruwe
+    parallax_error_max: float = 0.1                 # ... and this error [mas]
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(f.default, tuple):
+                try:
+                    lo, hi = (float(v) for v in value)
+                except (TypeError, ValueError):
+                    raise StarfmInputError(f"cuts: '{f.name}' must be [min, max], got {value!r}") from None
+                if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                    raise StarfmInputError(f"cuts: '{f.name}' needs finite min < max, got [{lo}, {hi}]")
+                object.__setattr__(self, f.name, (lo, hi))
+            else:
+                try:
+                    value = float(value)
+                except (TypeError, ValueError):
+                    raise StarfmInputError(f"cuts: '{f.name}' must be a number, got {value!r}") from None
+                if not (math.isfinite(value) and value > 0):
+                    raise StarfmInputError(f"cuts: '{f.name}' must be finite and > 0, got {value}")
+                object.__setattr__(self, f.name, value)
 
     @classmethod
-    def from_dict(cls, cuts: Mapping) -> "ValidityCuts":
-        """From a config ``cuts:`` section (extra keys such as the label cuts are ignored)."""
-        try:
-            out = cls(g_mag=tuple(float(v) for v in cuts.get("g_mag", cls.g_mag)),
-                      bp_rp=tuple(float(v) for v in cuts.get("bp_rp", cls.bp_rp)),
-                      excess_factor_max=float(cuts.get("excess_factor_max", cls.excess_factor_max)),
-                      ruwe_max=float(cuts.get("ruwe_max", cls.ruwe_max)),
-                      parallax_error_max=float(cuts.get("parallax_error_max", cls.parallax_error_max)))
-        except (TypeError, ValueError) as exc:
-            raise StarfmInputError(f"validity cuts: {exc} in {dict(cuts)!r}") from None
-        for name in ("g_mag", "bp_rp"):
-            lo, hi = getattr(out, name)
-            if len(getattr(out, name)) != 2 or not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise StarfmInputError(f"validity cuts: '{name}' needs finite [min, max], min < max")
+    def parse(cls, cuts) -> "CutSettings":
+        """From a CutSettings, a dict or its JSON (missing keys take their defaults)."""
+        if isinstance(cuts, cls):
+            return cuts
+        from starfm.settings import parse_settings
+        return parse_settings(cls, cuts, "cuts")
+
+    def to_json(self) -> str:
+        """The JSON stored in ``dataset.h5`` (attribute ``cuts``) and ``model.pt``."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def narrowed(self, other: Mapping) -> tuple["CutSettings", list[str]]:
+        """These cuts narrowed by ``other`` (some of the keys): each range the intersection, each
+        maximum the smaller; returns the cuts and the keys of ``other`` that would have widened
+        one of these (ignored: a model predicts only inside the cuts it was trained with)."""
+        out, wider = {}, []
+        for key, value in dict(other).items():
+            mine = getattr(self, key) if key in {f.name for f in fields(self)} else None
+            if mine is None:
+                raise StarfmInputError(f"cuts: unknown key '{key}'; known: "
+                                       f"{sorted(f.name for f in fields(self))}")
+            given = CutSettings.parse({key: value})
+            theirs = getattr(given, key)
+            if isinstance(mine, tuple):
+                out[key] = (max(mine[0], theirs[0]), min(mine[1], theirs[1]))
+                if theirs[0] < mine[0] or theirs[1] > mine[1]:
+                    wider.append(key)
+            else:
+                out[key] = min(mine, theirs)
+                if theirs > mine:
+                    wider.append(key)
+        return replace(self, **out), wider
+
+    def label_checks(self, labels: Mapping) -> list[tuple[str, np.ndarray]]:
+        """[(name, passes)] of the label cuts on the label columns, in assembly's order."""
+        out = []
+        for key, (name, unit, required) in LABEL_CUTS.items():
+            lo, hi = getattr(self, key)
+            x = np.asarray(labels[key], dtype=float)
+            ok = inside(x, (lo, hi))
+            out.append((f"{name} in ({lo}, {hi}){' ' + unit if unit else ''}"
+                        f"{'' if required else ' where finite'}",
+                        ok if required else ok | ~np.isfinite(x)))
         return out
 
 
-def _inside(x: np.ndarray, bounds) -> np.ndarray:
+def inside(x: np.ndarray, bounds) -> np.ndarray:
     """Open interval test; NaN is outside."""
     return (x > bounds[0]) & (x < bounds[1])
 
@@ -129,19 +194,19 @@ def n_rows(columns: Mapping) -> int:
     return next(iter(lengths.values()))
 
 
-def photometric_checks(columns: Mapping, cuts: ValidityCuts = ValidityCuts(),
+def photometric_checks(columns: Mapping, cuts: CutSettings = CutSettings(),
                        missing_quality: str = "fail") -> list[tuple[str, np.ndarray]]:
     """[(name, passes)] of the XP / BP-RP cuts, in the order assembly counts them."""
     n = n_rows(columns)
     g, bp_rp = _column(columns, "phot_g_mean_mag", n), _column(columns, "bp_rp", n)
     excess = _column(columns, "phot_bp_rp_excess_factor", n)
     skip = _skip(missing_quality)
-    return [("G", _inside(g, cuts.g_mag)),
-            ("BP-RP", _inside(bp_rp, cuts.bp_rp) | (skip & np.isnan(bp_rp))),
+    return [("G", inside(g, cuts.g_mag)),
+            ("BP-RP", inside(bp_rp, cuts.bp_rp) | (skip & np.isnan(bp_rp))),
             ("excess factor", (excess < cuts.excess_factor_max) | (skip & np.isnan(excess)))]
 
 
-def astrometric_checks(columns: Mapping, cuts: ValidityCuts = ValidityCuts(),
+def astrometric_checks(columns: Mapping, cuts: CutSettings = CutSettings(),
                        missing_quality: str = "fail") -> list[tuple[str, np.ndarray]]:
     """[(name, passes)] of the pseudo-luminosity cuts, in the order assembly counts them."""
     n = n_rows(columns)
@@ -187,7 +252,7 @@ def g_flux(g_mag: np.ndarray) -> np.ndarray:
     return tokens.g_flux(np.asarray(g_mag, dtype=np.float64))
 
 
-def validity(columns: Mapping, cuts: ValidityCuts = ValidityCuts(),
+def validity(columns: Mapping, cuts: CutSettings = CutSettings(),
              missing_quality: str = "fail") -> dict[str, np.ndarray]:
     """Per-star masks: ``photometry`` (XP and BP-RP checks pass), ``xp`` (that and a spectrum),
     ``parallax`` (astrometric checks pass; the parallax itself may still be missing)."""
@@ -196,16 +261,15 @@ def validity(columns: Mapping, cuts: ValidityCuts = ValidityCuts(),
             "parallax": _all(astrometric_checks(columns, cuts, missing_quality))}
 
 
-def tokenise(columns: Mapping, cuts: ValidityCuts = ValidityCuts(),
+def tokenise(columns: Mapping, cuts: CutSettings = CutSettings(),
              missing_quality: str = "fail") -> tuple[np.ndarray, np.ndarray]:
     """The 120 token values and errors (float32 (n, 120), order ``VOCABULARY``) of each row.
 
     ``columns``: name -> array, see the module docstring (absent = all NaN). ``cuts``: the
-    validity cuts (:class:`ValidityCuts`, or a config ``cuts:`` dict). ``missing_quality``: what a
+    cuts (:class:`CutSettings`, or a config ``cuts:`` dict). ``missing_quality``: what a
     NaN quality column does, ``"fail"`` (assembly) or ``"pass"`` (prediction).
     """
-    if not isinstance(cuts, ValidityCuts):
-        cuts = ValidityCuts.from_dict(cuts)
+    cuts = CutSettings.parse(cuts)
     n = n_rows(columns)
     ok = validity(columns, cuts, missing_quality)
     col = {name: _column(columns, name, n) for name in SCALAR_INPUT_COLUMNS}

@@ -70,7 +70,7 @@ from tqdm import tqdm
 
 from starfm import io, tokens
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.dataset import read_dataset
+from starfm.dataset import read_dataset, training_records
 from starfm.settings import add_settings_argument, parse_settings
 from starfm.model import (ModelConfig, StarModel, gaussian_nll, model_config, sample_context,
                           sample_requests)
@@ -200,7 +200,7 @@ def load_training_data(path: str | Path) -> dict:
     x = ((values[keep] - median) / spread).astype(np.float32)
     e = (np.nan_to_num(errors[keep]) / spread).astype(np.float32)
     return {"x": torch.from_numpy(x), "e": torch.from_numpy(e), "median": median,
-            "mad_std": spread, "vocabulary": vocabulary}
+            "mad_std": spread, "vocabulary": vocabulary, "records": training_records(ds)}
 
 
 def _split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -478,6 +478,7 @@ def train(dataset: str | Path, out: str | Path, loss_log: str | Path,
                "token_median": torch.tensor(data["median"]),
                "token_mad_std": torch.tensor(data["mad_std"]),
                "train_config": json.dumps(tcfg.model_settings()),
+               "training": json.dumps(data["records"]),   # what it was trained on (predict)
                "history": rows}, Path(out))
         log.info("wrote %s", out)
     return {"epochs_done": len(rows), "finished": done,

@@ -6,6 +6,10 @@ import sys
 # the APOGEE file names, defined once in the package (starfm.constants imports nothing)
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME  # noqa: E402
+from starfm.kernels import pin as pin_cpu_kernels  # noqa: E402
+
+# every job (local, cluster, conda) inherits the CPU-kernel pins: the same files on any x86 CPU
+pin_cpu_kernels(config["cpu_kernels"])
 
 RESULTS = config["results"]
 MODE = config["mode"]
@@ -141,9 +145,9 @@ def predict_side_args(wildcards, input):
 
 
 def predict_settings():
-    """PredictSettings JSON: the predict section plus the training's cuts and zero point."""
+    """PredictSettings JSON: the predict section plus the zero point (the cuts come from the
+    model file: a model predicts under the cuts it was trained with)."""
     p = config["predict"]
     return as_json({"chunk_rows": p["chunk_rows"], "batch_size": p["batch_size"],
                     "inputs": p["inputs"] or None, "device": p["device"], "progress": False,
-                    "cuts": config["cuts"],
                     "zero_point_extra_mas": config["zero_point"]["extra_term_mas"]})
