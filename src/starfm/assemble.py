@@ -41,6 +41,7 @@ model can always divide by it. Counts of every cut (as L&B24 Table 1) are logged
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -54,7 +55,8 @@ from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.io import (StarfmInputError, match_rows, read_attrs, read_table, require_rows,
                        write_table)
 from starfm.settings import add_settings_argument, parse_settings
-from starfm.tokenise import (CutSettings, astrometric_checks, photometric_checks, tokenise)
+from starfm.tokenise import (LABEL_CUTS, CutSettings, astrometric_checks, photometric_checks,
+                             tokenise)
 from starfm.tokenise import has_xp as has_xp_band
 from starfm.tokens import N_XP, TOKEN_INDEX, VOCABULARY
 
@@ -105,11 +107,11 @@ class AssembleSettings:
 
 
 # ---- reading and joining -------------------------------------------------------------------
-def _read_checked(path, columns, name) -> dict[str, np.ndarray]:
+def _read_checked(path, columns, name, not_all_nan=None) -> dict[str, np.ndarray]:
     table = read_table(path, columns)
     n = len(table[columns[0]])
     require_rows(n, f"{path} ({name})")
-    for col in NOT_ALL_NAN.get(name, []):
+    for col in (NOT_ALL_NAN.get(name, []) if not_all_nan is None else not_all_nan):
         if not np.isfinite(np.asarray(table[col], dtype=float)).any():
             raise StarfmInputError(f"{path}: column '{col}' is entirely NaN ({n} rows)")
     table["source_id"] = np.asarray(table["source_id"]).astype(np.int64)
@@ -204,12 +206,18 @@ def _standardisation(values: np.ndarray, train: np.ndarray):
 
 
 # ---- the stage -----------------------------------------------------------------------------
+DEFAULT_REQUIRE = ("mass", "age_gyr")
+
+
 def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction: float,
-             split_seed: int, out, truth=None) -> dict:
+             split_seed: int, out, truth=None, require_labels=DEFAULT_REQUIRE) -> dict:
     """Build ``out`` (dataset.h5) from the five input tables (+ optional truth); return counts.
 
     ``cuts``: :class:`~starfm.tokenise.CutSettings` (or a dict / JSON of its keys, missing ones
-    take their defaults); stored as the attribute ``cuts``. Raises
+    take their defaults); stored as the attribute ``cuts``. ``require_labels``: the label
+    columns a star must have to be in the sample (default mass and age, the paper's sample;
+    library mode: teff and logg, as it has no mass and ages for a subset). The mass and age range
+    cuts then apply only where the label is finite, like the [M/H] cut. Raises
     :class:`StarfmInputError` on bad input; ``out`` is written atomically and only at the end.
     """
     cuts = CutSettings.parse(cuts)
@@ -221,7 +229,14 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
     split_seed = int(split_seed)
 
     # -- the sample: label cuts --
-    lab = _read_checked(labels, LABEL_COLUMNS, "labels")
+    require = tuple(require_labels)
+    unknown = sorted(set(require) - set(LABEL_COLUMNS[2:]))
+    if not require or unknown:
+        raise StarfmInputError(f"--require-labels: {list(require)} must name label columns "
+                               f"(unknown: {unknown})")
+    default_sample = require == DEFAULT_REQUIRE
+    lab = _read_checked(labels, LABEL_COLUMNS, "labels",
+                        None if default_sample else list(require))
     sid = lab["source_id"]
     if (sid == 0).any():
         raise StarfmInputError(f"{labels}: {int((sid == 0).sum())} rows with source_id 0 "
@@ -235,8 +250,20 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
         raise StarfmInputError(f"{labels}: column 'age_gyr' has median {np.nanmedian(age):.3g}: "
                                "looks like years, expected Gyr (check distmass_age_unit)")
     mass = np.asarray(lab["mass"], dtype=float)
-    steps = [("finite mass and age", np.isfinite(mass) & np.isfinite(age)),
-             *cuts.label_checks(lab)]
+    if default_sample:
+        steps = [("finite mass and age", np.isfinite(mass) & np.isfinite(age)),
+                 *cuts.label_checks(lab)]
+    else:
+        finite = np.ones(len(sid), dtype=bool)
+        for c in require:
+            finite &= np.isfinite(np.asarray(lab[c], dtype=float))
+        steps = [(f"finite {' and '.join(require)}", finite)]
+        # a required cut on a label not in require_labels applies only where the label is finite
+        for key, (name, ok) in zip(LABEL_CUTS, cuts.label_checks(lab)):
+            if LABEL_CUTS[key][2] and key not in require:
+                x = np.asarray(lab[key], dtype=float)
+                name, ok = f"{name} where finite", ok | ~np.isfinite(x)
+            steps.append((name, ok))
     keep = np.ones(len(sid), dtype=bool)
     cut_counts = [{"cut": "label table", "removed": 0, "remaining": len(sid)}]
     log.info("%-45s %9d stars", "label table", len(sid))
@@ -254,8 +281,10 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
     n = len(sid)
 
     # -- join the Gaia and dust tables --
-    gaia = _read_checked(gaia_source, GAIA_COLUMNS, "gaia_source")
-    plx = _read_checked(parallax, PARALLAX_COLUMNS, "parallax")
+    # a source without astrometry (library mode) has parallax, its error and RUWE all NaN
+    gaia = _read_checked(gaia_source, GAIA_COLUMNS, "gaia_source",
+                         None if default_sample else ["phot_g_mean_mag", "bp_rp"])
+    plx = _read_checked(parallax, PARALLAX_COLUMNS, "parallax", None if default_sample else [])
     ext = _read_checked(extinction, EXTINCTION_COLUMNS, "extinction")
     xpt = _read_checked(xp, XP_ID_COLUMNS, "xp")
     _check_xp_file(xp, len(xpt["source_id"]))
@@ -354,6 +383,8 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
              "split_seed": split_seed, "cut_counts": cut_counts, "xp_cut_counts": xp_counts,
              "parallax_cut_counts": plx_counts, "sample_counts": table1,
              "age_unit": "ln_age = ln(age / Gyr)", **attrs_extra}
+    if not default_sample:  # only then: the default run's dataset.h5 keeps its bytes
+        attrs["require_labels"] = json.dumps(list(require))
     write_table(out, {"source_id": sid, "values": values, "errors": errors, "is_test": is_test},
                 attrs=attrs, groups=groups)
     log.info("wrote %s (%d stars x %d tokens)", out, n, len(VOCABULARY))
@@ -398,11 +429,15 @@ def cli(argv=None) -> int:
     parser.add_argument("--extinction", required=True, help="ln E(B-V) per star (dust/extinction.h5)")
     parser.add_argument("--truth", default=None,
                         help="optional known truth per star (e.g. mock/truth.h5), matched by source_id")
+    parser.add_argument("--require-labels", default=",".join(DEFAULT_REQUIRE),
+                        help="comma-separated label columns every sample star must have "
+                             "(library mode: teff,logg)")
     parser.add_argument("--out", required=True, help="output dataset.h5")
     add_settings_argument(parser, AssembleSettings)
     args = parser.parse_args(argv)
     setup_logging(args.log, args.verbose)
     s = parse_settings(AssembleSettings, args.settings)
     assemble(args.labels, args.gaia_source, args.xp, args.parallax, args.extinction,
-             s.cuts, s.split.test_fraction, s.split.seed, args.out, truth=args.truth)
+             s.cuts, s.split.test_fraction, s.split.seed, args.out, truth=args.truth,
+             require_labels=tuple(c for c in args.require_labels.split(",") if c))
     return 0

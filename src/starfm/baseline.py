@@ -62,6 +62,9 @@ class Baseline:
         out = {}
         for label in labels:
             token = TARGET_TOKENS[label]
+            if token not in self.boosters:      # a label the baseline had no data for
+                out[label] = np.full(len(x), np.nan)
+                continue
             pred = self.boosters[token].predict(
                 dm, iteration_range=(0, self.best_iteration[token] + 1))
             out[label] = np.exp(pred) if token == "ln_age" else pred
@@ -95,6 +98,8 @@ def _baseline_from_entry(path: Path, name: str, entry: dict) -> Baseline:
                                f"the token vocabulary")
     boosters, best = {}, {}
     for token, target in entry["targets"].items():
+        if target.get("booster") is None:   # the label had no train data: predictions NaN
+            continue
         booster = xgb.Booster()
         try:
             booster.load_model(bytearray(json.dumps(target["booster"]).encode()))
@@ -144,6 +149,12 @@ def _train_one(xgb, ds: Dataset, train: np.ndarray, held_out: np.ndarray, inputs
     for label, token in TARGET_TOKENS.items():
         y = ds.column(token)
         rows = train & np.isfinite(y)
+        if rows.sum() == 0:    # a label without any data (library mode: mass): no booster
+            log.warning("%-34s %-8s no train row has this label: no booster", setting, token)
+            summary[token] = {"n_train": 0, "n_valid": 0, "best_iteration": -1,
+                              "valid_rmse": float("nan")}
+            entries[token] = {"booster": None, **summary[token]}
+            continue
         if rows.sum() < 2:
             raise StarfmInputError(f"{ds.path}: fewer than 2 train rows have '{token}'")
         fit, valid = rows & ~held_out, rows & held_out

@@ -167,8 +167,11 @@ def load_training_data(path: str | Path) -> dict:
     if not present.any():
         raise io.StarfmInputError(f"{path}: every value of the train split is NaN")
     absent_targets = [t for t in ("mass", "ln_age") if not present[:, tokens.TOKEN_INDEX[t]].any()]
-    if absent_targets:
+    if len(absent_targets) == 2:
         raise io.StarfmInputError(f"{path}: token(s) {absent_targets} are NaN for every training star")
+    if absent_targets:  # library mode: no mass anywhere; the token is never asked (masked loss)
+        log.warning("%s: token(s) %s are NaN for every training star: never a target", path,
+                    absent_targets)
     bad = present.any(0) & ~(np.isfinite(median) & np.isfinite(spread) & (spread > 0))
     if bad.any():
         names = [vocabulary[i] for i in np.flatnonzero(bad)]

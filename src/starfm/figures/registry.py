@@ -10,7 +10,9 @@ rule per figure, and :mod:`starfm.figures` dispatches on it. Each entry:
 - ``inputs``: which workflow files the figure reads (``dataset``, ``model``, ``predictions``,
   ``metrics``); a figure's rule depends on these only, so retraining does not redraw Fig. 1;
 - ``extra_outputs``: files the figure writes besides its PNG, PDF, numbers JSON and caption,
-  relative to the results directory.
+  relative to the results directory;
+- ``library``: True where the figure applies to a library-mode run (real APOGEE giants: no mass,
+  no parallax, no truth).
 
 A figure's name is written here only: the figures stage, the Snakemake rules, the report's
 run-time table and the tests all derive from this dict. Adding a figure: a module with its
@@ -22,16 +24,16 @@ settings class's defaults, tests/test_figures.py checks) and config.yaml.
 FIGURES = {
     "fig01_training_set": {"module": "training_set", "build": "build_training_set", "inputs": ["dataset"]},
     "fig02_mass_age_mh": {"module": "training_set", "build": "build_mass_age_mh", "inputs": ["dataset"]},
-    "fig04_atmospheric_parameters": {"module": "spectra_to_labels", "build": "build_atmospheric_parameters", "inputs": ["predictions"]},
-    "fig05_mass_age": {"module": "spectra_to_labels", "build": "build_mass_age", "inputs": ["predictions"]},
+    "fig04_atmospheric_parameters": {"library": True, "module": "spectra_to_labels", "build": "build_atmospheric_parameters", "inputs": ["predictions"]},
+    "fig05_mass_age": {"library": True, "module": "spectra_to_labels", "build": "build_mass_age", "inputs": ["predictions"]},
     "fig06_physical_validation": {"module": "physical_validation", "build": "build",
                                   "inputs": ["dataset", "model", "predictions"]},
-    "fig07_generated_spectra": {"module": "generated_spectra", "build": "build", "settings": "Settings", "inputs": ["dataset", "model"]},
+    "fig07_generated_spectra": {"library": True, "module": "generated_spectra", "build": "build", "settings": "Settings", "inputs": ["dataset", "model"]},
     "fig08_reconstructed_spectra": {"module": "reconstruction", "build": "build_reconstructed_spectra", "settings": "Settings", "inputs": ["dataset", "model"]},
     "fig09_fractional_residual": {"module": "reconstruction", "build": "build_fractional_residual", "settings": "Settings", "inputs": ["dataset", "model"]},
     "fig10_rmse_vs_astrometry": {"module": "reconstruction", "build": "build_rmse_vs_astrometry", "settings": "Settings", "inputs": ["dataset", "model"]},
     "fig11_rmse_parameter_space": {"module": "reconstruction", "build": "build_rmse_parameter_space", "settings": "Settings", "inputs": ["dataset", "model"]},
-    "fig12_bp_rp_inpainting": {"module": "inpainting", "build": "build", "settings": "Settings", "inputs": ["dataset", "model"]},
+    "fig12_bp_rp_inpainting": {"library": True, "module": "inpainting", "build": "build", "settings": "Settings", "inputs": ["dataset", "model"]},
     "fig13_kiel_grid": {"module": "grids", "build": "build_kiel_grid", "settings": "KielSettings", "inputs": ["dataset", "model"]},
     "fig14_mass_age_self_consistency": {"module": "grids", "build": "build_self_consistency", "settings": "SelfConsistencySettings", "inputs": ["dataset", "model"]},
     "fig15_age_metallicity": {"module": "grids", "build": "build_age_metallicity", "settings": "AgeMetallicitySettings", "inputs": ["dataset", "model"]},
@@ -39,7 +41,7 @@ FIGURES = {
                                "extra_outputs": ["evaluation/extinction_curve.json"]},
     "fig17_cross_attention": {"module": "attention", "build": "build", "settings": "Settings", "inputs": ["dataset", "model"]},
     "fig18_unseen_colours": {"module": "unseen_colours", "build": "build", "inputs": ["dataset", "model"]},
-    "fig19_rp0_vs_xgboost": {"module": "rp0_xgboost", "build": "build", "settings": "Settings", "inputs": ["dataset", "model"]},
+    "fig19_rp0_vs_xgboost": {"library": True, "module": "rp0_xgboost", "build": "build", "settings": "Settings", "inputs": ["dataset", "model"]},
 }
 
 FIGURE_NAMES = list(FIGURES)
@@ -48,3 +50,7 @@ FIGURE_NAMES = list(FIGURES)
 def figure_number(name: str) -> int:
     """``fig07_generated_spectra`` -> 7."""
     return int(name[3:5])
+
+# The figures a library-mode run draws (real stars: no mass, no parallax, no mock truth; the
+# others need mass, the pseudo-luminosity, E(B-V) maps or truth): entries with "library": True.
+LIBRARY_FIGURES = [name for name, entry in FIGURES.items() if entry.get("library")]
