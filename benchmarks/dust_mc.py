@@ -116,7 +116,7 @@ def compare(dust_dir: Path, work: Path, n_mwdust: int, n_ours: int, n_samples: i
 def full_stage(dust_dir: Path, work: Path, n_stars: int, n_samples: int, seed: int):
     from astropy.io import fits
 
-    from starfm.io import write_table
+    from starfm.tables import write_table
 
     rng = np.random.default_rng(seed + 1)
     glon, glat, plx, err = synthetic_stars(rng, n_stars)

@@ -28,7 +28,7 @@ from starfm.predict import default_inputs
 INPUTS = default_inputs()
 from starfm.catalogue_io import CatalogueWriter, iter_xp_chunks
 from starfm.inference import MODEL_FORMAT, StarFM
-from starfm.io import write_table
+from starfm.tables import write_table
 from starfm.model import StarModel, model_config
 from starfm.predict import OUTPUTS, PredictSettings, SideTable, predict, token_columns
 from starfm.tokenise import CutSettings, tokenise

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from astropy.stats import mad_std
 
-from starfm import io
+from starfm.tables import read_table, write_table
 from starfm.tokenise import CutSettings
 from starfm.tokens import TOKEN_INDEX, VOCABULARY, XP_BP, XP_RP
 
@@ -143,7 +143,7 @@ def write_synthetic_dataset(path: str | Path, n_stars: int = 3000, seed: int = 0
              "cuts": CutSettings().to_json(), "n_train": int((~is_test).sum()),
              "n_test": int(is_test.sum()), "test_fraction": float(test_fraction),
              "split_seed": int(split_seed)}
-    io.write_table(path, {"source_id": source_id, "values": stars["values"],
+    write_table(path, {"source_id": source_id, "values": stars["values"],
                           "errors": stars["errors"], "is_test": is_test},
                    attrs=attrs, groups={"meta": stars["meta"], "truth": truth})
     return Path(path)
@@ -177,7 +177,7 @@ def trained_synthetic_model() -> dict:
     try:
         summary = train(dataset, workdir / "model.pt", workdir / "log.csv", None, "small",
                         TrainConfig(**TRAINED_CONFIG), "cpu", progress=False)
-        table = io.read_table(dataset, ["values", "is_test"])
+        table = read_table(dataset, ["values", "is_test"])
         values = table["values"][table["is_test"]]
         values = values[np.isfinite(values[:, 0])]               # stars with XP
         fm = StarFM.load(workdir / "model.pt")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from starfm.io import write_table
+from starfm.tables import write_table
 from starfm.tokenise import CutSettings
 from starfm.tokens import g_flux
 

@@ -12,7 +12,8 @@ from astropy.table import Table
 from starfm.apogee_labels import (
     ALLSTAR_COLUMNS, build_labels, cli, read_allstar, read_fits_columns,
 )
-from starfm.io import StarfmInputError, read_attrs, read_table
+from starfm.errors import StarfmInputError
+from starfm.tables import read_attrs, read_table
 
 COLS = {"apogee_id": "APOGEE_ID", "mass": "MASS", "mass_err": "MASS_ERR", "age": "AGE",
         "age_err": "AGE_ERR", "bitmask": "BITMASK"}

@@ -14,7 +14,8 @@ import pytest
 from astropy.stats import mad_std
 
 from starfm.assemble import _split_uniform, assemble, cli
-from starfm.io import StarfmInputError, read_attrs, read_table
+from starfm.errors import StarfmInputError
+from starfm.tables import read_attrs, read_table
 from starfm.tokens import TOKEN_INDEX, VOCABULARY
 from synthetic_inputs import DEFAULT_CUTS, drop_rows, row, synthetic_tables, write_inputs
 

@@ -12,7 +12,8 @@ from starfm import tokens
 from starfm.baseline import cli, load_baseline, load_baselines, train_baseline
 from starfm.dataset import read_dataset
 from starfm.input_settings import SETTINGS, XGBOOST_SETTINGS
-from starfm.io import StarfmInputError, write_table
+from starfm.errors import StarfmInputError
+from starfm.tables import write_table
 
 
 def make_tiny_dataset(path, n=800, seed=0, test_fraction=0.25, truth=True):

@@ -17,7 +17,7 @@ from scipy import interpolate
 
 from starfm.dust_map import (DISTMODS, Combined19Map, ang2pix_nest, combined19_path,
                              interpolate_ebv, write_combined19)
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 
 NSIDES = (16, 32, 64)   # three nested levels, as the real map's mix (small to keep tests fast)
 

@@ -13,7 +13,8 @@ from astropy.stats import mad_std
 
 from starfm.dust_map import DISTMODS, Combined19Map, combined19_path, write_combined19
 from starfm.dust_mc import cli, dust_extinction, monte_carlo_ln_ebv
-from starfm.io import StarfmInputError, read_attrs, read_table, write_table
+from starfm.errors import StarfmInputError
+from starfm.tables import read_attrs, read_table, write_table
 
 # nside-1 map, one line of sight per base pixel (pixel 11 left uncovered)
 CONST, ZERO, HUGE, RISING, STEEP = 0, 1, 2, 3, 4

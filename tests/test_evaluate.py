@@ -19,7 +19,8 @@ from starfm import tokens
 from starfm.baseline import load_baselines, train_baseline
 from starfm.evaluate import cli, evaluate, residual_metrics, robust_scatter, zscore
 from starfm.input_settings import SETTINGS, XGBOOST_SETTINGS
-from starfm.io import StarfmInputError, read_table
+from starfm.errors import StarfmInputError
+from starfm.tables import read_table
 from test_baseline import make_tiny_dataset
 
 OUT_TOKENS = ["mass", "ln_age", "teff", "logg", "m_h"]

@@ -21,7 +21,8 @@ from starfm import extinction_curve as ec
 from starfm import tokens
 from starfm import xp_flux as xpf
 from starfm.constants import EBV_TRUE_OVER_SFD, EXTINCTION_LAW, R_V
-from starfm.io import StarfmInputError, read_attrs
+from starfm.errors import StarfmInputError
+from starfm.tables import read_attrs
 from starfm.mock import spectra as mock_spectra
 from starfm.mock.population import LOGG_SUN
 from starfm.xp_flux import synthetic_photometry
@@ -277,7 +278,7 @@ def test_figure_with_and_without_truth(tmp_path):
     from starfm.dataset import read_dataset
     from starfm.figures.common import save
     from starfm.figures.extinction import plot_extinction_curve, prepare_extinction_curve
-    from starfm.io import _encode_attr
+    from starfm.tables import _encode_attr
     from test_baseline import make_tiny_dataset
 
     make_tiny_dataset(tmp_path / "dataset.h5", n=50)

@@ -34,7 +34,8 @@ from starfm.figures.spectra_to_labels import PANELS, prepare_spectra_to_labels, 
 from starfm.figures.stage import figure_builder, figure_module, figure_settings, render_caption
 from starfm.figures.training_set import prepare_mass_age_mh, prepare_training_set
 from starfm.figures.unseen_colours import prepare_unseen_colours
-from starfm.io import StarfmInputError, read_table, write_table
+from starfm.errors import StarfmInputError
+from starfm.tables import read_table, write_table
 from synthetic_dataset import write_synthetic_dataset
 from test_evaluate import FakeModel
 
@@ -58,7 +59,7 @@ def random_starfm(dataset):
     import torch
 
     from starfm.inference import StarFM
-    from starfm.io import read_attrs
+    from starfm.tables import read_attrs
     from starfm.model import SIZES, StarModel
     torch.manual_seed(0)
     attrs = read_attrs(dataset)

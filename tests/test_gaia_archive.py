@@ -15,7 +15,8 @@ from astropy.table import Table
 from starfm.archive_formats import read_datalink_product
 from starfm.gaia_archive import (AstroqueryGaiaArchive, PermanentArchiveError, TransientArchiveError,
                                  classify_archive_error)
-from starfm.io import StarfmInputError, write_table
+from starfm.errors import StarfmInputError
+from starfm.tables import write_table
 from starfm.mock.archive import MockGaiaArchive
 from starfm.xp_tables import GAIA_SOURCE_COLUMNS, parse_gaia_source, parse_xp_tables
 

@@ -12,7 +12,8 @@ from starfm import gaia_query
 from starfm.gaia_archive import PermanentArchiveError, TransientArchiveError
 from starfm.gaia_query import (GaiaBatchError, batch_cache_path, fetch_gaia_source, fetch_xp,
                                make_batches, read_allstar_source_ids)
-from starfm.io import StarfmInputError, read_attrs, read_table
+from starfm.errors import StarfmInputError
+from starfm.tables import read_attrs, read_table
 from starfm.mock.archive import MockGaiaArchive
 from starfm.xp_tables import GAIA_SOURCE_COLUMNS, XP_COLUMNS
 from test_gaia_archive import make_store

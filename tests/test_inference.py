@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from starfm import io, tokens
+from starfm import tokens
+from starfm.errors import StarfmInputError
+from starfm.tables import read_table
 from starfm.inference import StarFM
 from starfm.model import StarModel
 from helpers import TINY
@@ -97,9 +99,9 @@ def test_bad_arguments(tiny, stars):
         fm.predict(stars["values"][:, :100])
     with pytest.raises(ValueError, match="errors"):
         fm.predict(stars["values"], errors=stars["errors"][:5])
-    with pytest.raises(io.StarfmInputError, match="checkpoint is not a model"):
+    with pytest.raises(StarfmInputError, match="checkpoint is not a model"):
         StarFM.load(d / "ckpt.pt")
-    with pytest.raises(io.StarfmInputError, match="not found"):
+    with pytest.raises(StarfmInputError, match="not found"):
         StarFM.load(d / "nothing.pt")
 
 
@@ -120,7 +122,7 @@ def test_cross_attention_maps(tiny, stars):
 @pytest.fixture(scope="module")
 def trained():
     t = trained_synthetic_model()
-    table = io.read_table(t["dataset"], ["values", "is_test"])
+    table = read_table(t["dataset"], ["values", "is_test"])
     values = table["values"][table["is_test"]]
     values = values[np.isfinite(values[:, tokens.TOKEN_INDEX["mass"]])
                     & ~np.isnan(values[:, :3]).any(1)]

@@ -17,7 +17,8 @@ import pytest
 
 from conftest import REPO_ROOT, run_snakemake
 from starfm import library as lib
-from starfm.io import StarfmInputError, read_table
+from starfm.errors import StarfmInputError
+from starfm.tables import read_table
 
 TRUTH_IDS = [223411314459392, 303744382219776]   # in the library and in chunk0's archive XP
 CHUNK0 = "xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits"

@@ -14,7 +14,8 @@ from astropy.io import fits
 
 from starfm.archive_formats import DR3_SOLUTION_ID
 from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME, EBV_TRUE_OVER_SFD
-from starfm.io import StarfmInputError, read_attrs, read_table
+from starfm.errors import StarfmInputError
+from starfm.tables import read_attrs, read_table
 from starfm.mock import spectra as mock_spectra
 from starfm.mock.survey import cli, make_mock_survey
 from starfm.mock.xp_continuous import RELEVANCY_SNR, XP_DTYPES, relevant_bases, xp_coefficient_errors

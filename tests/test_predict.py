@@ -23,7 +23,8 @@ from starfm import tokens
 from starfm.__main__ import main
 from starfm.assemble import assemble
 from starfm.catalogue_io import iter_xp_chunks, read_columns
-from starfm.io import StarfmInputError, match_rows, read_attrs, read_table, write_table
+from starfm.errors import StarfmInputError
+from starfm.tables import match_rows, read_attrs, read_table, write_table
 from starfm.model import ModelConfig
 from starfm.predict import FLAGS, PredictSettings, SideTable, synthetic_photometry, token_columns
 from starfm.tokenise import CutSettings, g_flux, tokenise

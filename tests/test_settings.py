@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from starfm.__main__ import STAGES
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 from starfm.settings import config_schema, parse_settings
 
 # sections that are not one stage's settings: the run mode, the output directory, and the

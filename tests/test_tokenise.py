@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from starfm import tokens
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 from starfm.tokenise import CutSettings, g_flux, tokenise, validity
 
 K = tokens.TOKEN_INDEX

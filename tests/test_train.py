@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from starfm import io, tokens
+from starfm import tokens
+from starfm.errors import StarfmInputError
 from starfm import train as T
 from starfm.model import ModelConfig
 from synthetic_dataset import trained_synthetic_model, write_synthetic_dataset
@@ -119,19 +120,19 @@ def _edit(src, dst, fn):
 
 
 def test_bad_inputs_raise_clear_errors(small_dataset, tmp_path):
-    with pytest.raises(io.StarfmInputError, match="not found"):
+    with pytest.raises(StarfmInputError, match="not found"):
         T.load_training_data(tmp_path / "missing.h5")
     junk = tmp_path / "junk.h5"
     junk.write_text("not hdf5")
-    with pytest.raises(io.StarfmInputError, match="junk.h5"):
+    with pytest.raises(StarfmInputError, match="junk.h5"):
         T.load_training_data(junk)
     no_vocab = _edit(small_dataset, tmp_path / "a.h5", lambda f: f.attrs.__delitem__("vocabulary"))
-    with pytest.raises(io.StarfmInputError, match="vocabulary"):
+    with pytest.raises(StarfmInputError, match="vocabulary"):
         T.load_training_data(no_vocab)
 
     def all_test(f):
         f["is_test"][...] = True
-    with pytest.raises(io.StarfmInputError, match="empty"):
+    with pytest.raises(StarfmInputError, match="empty"):
         T.load_training_data(_edit(small_dataset, tmp_path / "b.h5", all_test))
 
     def no_mass(f):
@@ -146,15 +147,15 @@ def test_bad_inputs_raise_clear_errors(small_dataset, tmp_path):
         v[:, tokens.index(["mass", "ln_age"])] = np.nan
         f["values"][...] = v
     # ... but neither mass nor age is a broken dataset
-    with pytest.raises(io.StarfmInputError, match="mass"):
+    with pytest.raises(StarfmInputError, match="mass"):
         T.load_training_data(_edit(small_dataset, tmp_path / "c2.h5", no_mass_no_age))
 
     def no_column(f):
         del f["errors"]
-    with pytest.raises(io.StarfmInputError, match="errors"):
+    with pytest.raises(StarfmInputError, match="errors"):
         T.load_training_data(_edit(small_dataset, tmp_path / "d.h5", no_column))
     if not torch.cuda.is_available():
-        with pytest.raises(io.StarfmInputError, match="cuda"):
+        with pytest.raises(StarfmInputError, match="cuda"):
             T.resolve_device("cuda")
     assert T.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -213,7 +214,7 @@ def test_spectra_in_context_order_and_offer():
     assert keep[i["ln_ebv"]] == keep[i["pseudo_luminosity"]] == 0.25
     anchor = [tokens.VOCABULARY[k] for k in np.flatnonzero(sampling["context_anchor"].numpy())]
     assert sorted(anchor) == sorted(list(T.LABEL_TOKENS) + ["ln_ebv"])
-    with pytest.raises(io.StarfmInputError, match="exceed 1"):
+    with pytest.raises(StarfmInputError, match="exceed 1"):
         T.TrainConfig(spectra_context_fraction=0.8, label_context_fraction=0.3)
     # the evaluation's 63 inputs with pseudo-luminosity and ln E(B-V) are the 63 first non-label
     # tokens of that order (+ bp29 or rp29)
@@ -346,9 +347,9 @@ def test_the_recipe_is_chosen_in_python():
     custom = {**config, "recipes": {**config["recipes"], "paper": {**config["recipes"]["paper"],
                                                                     "epochs": 7}}}
     assert T.TrainConfig.from_config(custom, recipe="paper").epochs == 7
-    with pytest.raises(io.StarfmInputError, match="recipes.paper"):
+    with pytest.raises(StarfmInputError, match="recipes.paper"):
         T.TrainConfig(recipe="paper")
-    with pytest.raises(io.StarfmInputError, match="unknown recipe"):
+    with pytest.raises(StarfmInputError, match="unknown recipe"):
         T.TrainConfig.from_config(config, recipe="gpu")
-    with pytest.raises(io.StarfmInputError, match="epochs"):
+    with pytest.raises(StarfmInputError, match="epochs"):
         T.TrainConfig.from_config(config, epochs=0)

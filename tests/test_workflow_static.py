@@ -295,3 +295,12 @@ def test_every_stage_benchmark_reaches_the_report(tmp_path):
             expected |= {f"results/{p}" for p in paths}
     assert "results/benchmarks/train.tsv" in expected and len(expected) > 20
     assert given == expected
+
+
+def test_no_starfm_module_shadows_the_standard_library():
+    """errors.py and tables.py, not io.py: `from starfm import io` would hide the standard
+    library's io, which several modules use."""
+    names = {p.stem for p in (ROOT / "src" / "starfm").rglob("*.py")}
+    assert not names & {"io", "json", "logging", "typing", "types", "copy"}
+    for path in (ROOT / "src" / "starfm").rglob("*.py"):
+        assert not re.search(r"from starfm import [^\n]*\bio\b|starfm\.io\b", path.read_text()), path

@@ -12,7 +12,7 @@ from astropy.io import votable
 from astropy.table import Table
 
 from starfm.archive_formats import read_datalink_zip
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 from starfm.xp_tables import (XP_COLUMNS, XP_OUTPUT_DTYPES, parse_gaia_source, parse_xp_tables,
                               read_tap_json)
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from zero_point import zpt
 
-from starfm.io import StarfmInputError, read_attrs, read_table, write_table
+from starfm.errors import StarfmInputError
+from starfm.tables import read_attrs, read_table, write_table
 from starfm.zero_point import INPUT_COLUMNS, cli, correct_parallaxes, extra_term, lindegren_zero_point
 
 zpt.load_tables()

@@ -82,7 +82,7 @@ class Model:
 
 
 def _concat(parts: list[Mapping]) -> dict[str, np.ndarray]:
-    from starfm.io import StarfmInputError
+    from starfm.errors import StarfmInputError
     if not parts:
         raise StarfmInputError("the XP table is empty")
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -33,7 +33,8 @@ import numpy as np
 from astropy.io import fits
 
 from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError, require_rows, write_table
+from starfm.errors import StarfmInputError, require_rows
+from starfm.tables import write_table
 from starfm.settings import add_settings_argument, parse_settings
 
 log = logging.getLogger("starfm.labels")

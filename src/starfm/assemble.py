@@ -52,8 +52,8 @@ from astropy.stats import mad_std
 from tqdm import tqdm
 
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.io import (StarfmInputError, match_rows, read_attrs, read_table, require_rows,
-                       write_table)
+from starfm.errors import StarfmInputError, require_rows
+from starfm.tables import match_rows, read_attrs, read_table, write_table
 from starfm.settings import add_settings_argument, parse_settings
 from starfm.tokenise import (LABEL_CUTS, CutSettings, astrometric_checks, photometric_checks,
                              tokenise)

@@ -32,7 +32,8 @@ import numpy as np
 from starfm import input_settings, tokens
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.dataset import Dataset, read_dataset
-from starfm.io import StarfmInputError, atomic_path
+from starfm.errors import StarfmInputError
+from starfm.tables import atomic_path
 from starfm.settings import add_settings_argument, parse_settings
 
 log = logging.getLogger("starfm.baseline")

@@ -28,7 +28,8 @@ from typing import Iterator, Mapping
 import h5py
 import numpy as np
 
-from starfm.io import StarfmInputError, atomic_path
+from starfm.errors import StarfmInputError
+from starfm.tables import atomic_path
 from starfm.xp_tables import N_COEFFICIENTS, parse_xp_table, parse_xp_tables, reconcile_bands
 
 OUTPUT_FORMATS = (".h5", ".hdf5", ".fits", ".csv", ".ecsv", ".parquet")
@@ -206,7 +207,7 @@ def read_table_any(path, what: str) -> dict[str, np.ndarray]:
     path = _exists(path)
     kind = _suffix(path)
     if kind in (".h5", ".hdf5"):
-        from starfm.io import read_table
+        from starfm.tables import read_table
         cols = {k.lower(): v for k, v in read_table(path).items()}
     elif kind in (".csv", ".ecsv", ".txt"):
         parts = list(_iter_text(path, 1_000_000, skip_columns=("coefficient",)))

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from starfm import kernels
-from starfm.io import StarfmError, StarfmInputError
+from starfm.errors import StarfmError, StarfmInputError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _log = logging.getLogger("starfm")
@@ -39,7 +39,7 @@ def run_cli(func):
     """Decorator for ``cli(argv)``: any error ends the stage with one line and exit code 1.
 
     The line goes through the log (stderr and ``--log``) once logging is set up, else to stderr.
-    A :class:`~starfm.io.StarfmError` is the stage's own message (the file and the problem); any
+    A :class:`~starfm.errors.StarfmError` is the stage's own message (the file and the problem); any
     other exception is unexpected content or a bug: one line with its type and message, and the
     traceback only in the log file at debug level.
     """

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from starfm import tokens
-from starfm.io import StarfmInputError, read_attrs, read_table
+from starfm.errors import StarfmInputError
+from starfm.tables import read_attrs, read_table
 
 
 @dataclass

@@ -13,7 +13,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from starfm.io import StarfmInputError, atomic_path
+from starfm.errors import StarfmInputError
+from starfm.tables import atomic_path
 
 DISTMODS = np.linspace(4.0, 18.875, 120)
 PIXEL_INFO_DTYPE = np.dtype([("nside", "uint32"), ("healpix_index", "uint64")])

@@ -48,7 +48,8 @@ from starfm.apogee_labels import read_allstar
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.settings import add_settings_argument, parse_settings
 from starfm.dust_map import Combined19Map, interpolate_ebv
-from starfm.io import StarfmInputError, read_table, require_rows, write_table
+from starfm.errors import StarfmInputError, require_rows
+from starfm.tables import read_table, write_table
 
 log = logging.getLogger("starfm.dust_mc")
 

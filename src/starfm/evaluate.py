@@ -58,7 +58,8 @@ from starfm.dataset import Dataset, read_dataset
 from starfm.input_settings import (CONTEXT_MAX, HEADLINE, SETTINGS, InputSetting,
                                    random_subset_mask)
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError, atomic_path, json_safe, read_table, write_table
+from starfm.errors import StarfmInputError
+from starfm.tables import atomic_path, json_safe, read_table, write_table
 from starfm.settings import add_settings_argument, parse_settings
 
 log = logging.getLogger("starfm.evaluate")

@@ -52,7 +52,7 @@ import numpy as np
 
 from starfm import tokens
 from starfm.constants import EBV_TRUE_OVER_SFD
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 from starfm.xp_flux import XP_WAVELENGTH_NM, xp_flux
 
 log = logging.getLogger("starfm.extinction_curve")

@@ -26,7 +26,7 @@ from typing import Protocol, Sequence
 import numpy as np
 from astropy.table import Table
 
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 from starfm.xp_tables import GAIA_SOURCE_COLUMNS
 
 MAX_IDS_PER_CALL = 5000  # the archive's DataLink limit

@@ -29,7 +29,8 @@ from tqdm import tqdm
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.archive_formats import XP_FORMATS
 from starfm.gaia_archive import MAX_IDS_PER_CALL, AstroqueryGaiaArchive, GaiaArchive, TransientArchiveError
-from starfm.io import StarfmError, StarfmInputError, atomic_path, read_table, write_table
+from starfm.errors import StarfmError, StarfmInputError
+from starfm.tables import atomic_path, read_table, write_table
 from starfm.settings import add_settings_argument, parse_settings
 from starfm.xp_tables import (GAIA_SOURCE_DTYPES, N_COEFFICIENTS, XP_ARRAY_COLUMNS, XP_OUTPUT_DTYPES,
                               parse_gaia_source, parse_xp_tables)

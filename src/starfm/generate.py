@@ -28,7 +28,7 @@ from tqdm import tqdm
 from starfm import tokens
 from starfm.catalogue_io import CatalogueWriter, iter_xp_chunks, read_table_any
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 from starfm.tokenise import g_flux, tokenise
 
 log = logging.getLogger("starfm.generate")

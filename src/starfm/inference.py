@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 from starfm.model import ModelConfig, StarModel
 
 MODEL_FORMAT = "starfm-model-1"

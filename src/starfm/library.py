@@ -57,7 +57,8 @@ from pathlib import Path
 import numpy as np
 
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError, write_table
+from starfm.errors import StarfmInputError
+from starfm.tables import write_table
 from starfm.settings import add_settings_argument, parse_settings
 from starfm.tokens import N_XP, g_flux
 

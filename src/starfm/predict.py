@@ -52,7 +52,8 @@ from tqdm import tqdm
 from starfm import tokens
 from starfm.catalogue_io import CatalogueWriter, iter_xp_chunks, read_columns, read_table_any
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError, match_rows
+from starfm.errors import StarfmInputError
+from starfm.tables import match_rows
 from starfm.settings import parse_settings
 from starfm.tokenise import CutSettings, tokenise, validity
 from starfm.xp_flux import synthetic_photometry

@@ -19,7 +19,8 @@ import logging
 from pathlib import Path
 
 from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError, atomic_path
+from starfm.errors import StarfmInputError
+from starfm.tables import atomic_path
 
 log = logging.getLogger("starfm.report_tables")
 

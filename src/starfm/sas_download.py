@@ -20,7 +20,7 @@ import requests
 from tqdm import tqdm
 
 from starfm.cli_common import run_cli, setup_logging, stage_parser
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 
 log = logging.getLogger("starfm.download")
 

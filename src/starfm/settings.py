@@ -13,7 +13,7 @@ defaults against the schema, so they cannot drift). Adding a setting = one datac
 one schema entry (and its line in ``config.yaml``).
 
 :func:`parse_settings` turns the JSON into the dataclass: unknown keys, wrong types and values
-the schema forbids (ranges, enums) are a one-line :class:`~starfm.io.StarfmInputError` naming
+the schema forbids (ranges, enums) are a one-line :class:`~starfm.errors.StarfmInputError` naming
 the key.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import typing
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 
 SCHEMA_NAME = "config.schema.yaml"   # package data (pyproject.toml), beside this module
 

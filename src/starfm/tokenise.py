@@ -55,7 +55,7 @@ from typing import Mapping
 
 import numpy as np
 
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 from starfm import tokens
 from starfm.tokens import N_XP, TOKEN_INDEX, VOCABULARY
 

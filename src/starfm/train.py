@@ -49,7 +49,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from starfm import io, tokens
+from starfm import tokens
+from starfm.errors import StarfmInputError, require_rows
+from starfm.tables import atomic_path
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.dataset import read_dataset, training_records
 from starfm.settings import add_settings_argument, parse_settings
@@ -114,7 +116,7 @@ class TrainConfig:
             from starfm.settings import section_schema
             node = section_schema(f"recipes.{name}")
             if node is None:
-                raise io.StarfmInputError(f"train.recipe: unknown recipe {name!r}")
+                raise StarfmInputError(f"train.recipe: unknown recipe {name!r}")
             recipe = node.get("default", {})
         return parse_settings(cls, {**train, **recipe, **overrides, "recipe": name},
                               option=f"train (recipe {name})")
@@ -124,11 +126,11 @@ class TrainConfig:
         if self.recipe != "cpu" and all(getattr(self, k) == getattr(type(self), k)
                                         for k in recipe_fields):
             # TrainConfig(recipe="paper") alone would train with the CPU recipe's values
-            raise io.StarfmInputError(
+            raise StarfmInputError(
                 f"train: recipe '{self.recipe}' given with the CPU recipe's values; build it with "
                 f"TrainConfig.from_config(config) (train: + recipes.{self.recipe})")
         if self.spectra_context_fraction + self.label_context_fraction > 1.0 + 1e-9:
-            raise io.StarfmInputError(
+            raise StarfmInputError(
                 f"train recipe: spectra_context_fraction {self.spectra_context_fraction} + "
                 f"label_context_fraction {self.label_context_fraction} exceed 1")
 
@@ -161,21 +163,21 @@ def load_training_data(path: str | Path) -> dict:
     vocabulary, values, errors = ds.vocabulary, ds.values, ds.errors
     median, spread = ds.token_median, ds.token_mad_std
     train = ~ds.is_test
-    io.require_rows(int(train.sum()), f"{path} (train split)")
+    require_rows(int(train.sum()), f"{path} (train split)")
     values, errors = values[train], errors[train]
     present = np.isfinite(values)
     if not present.any():
-        raise io.StarfmInputError(f"{path}: every value of the train split is NaN")
+        raise StarfmInputError(f"{path}: every value of the train split is NaN")
     absent_targets = [t for t in ("mass", "ln_age") if not present[:, tokens.TOKEN_INDEX[t]].any()]
     if len(absent_targets) == 2:
-        raise io.StarfmInputError(f"{path}: token(s) {absent_targets} are NaN for every training star")
+        raise StarfmInputError(f"{path}: token(s) {absent_targets} are NaN for every training star")
     if absent_targets:  # library mode: no mass anywhere; the token is never asked (masked loss)
         log.warning("%s: token(s) %s are NaN for every training star: never a target", path,
                     absent_targets)
     bad = present.any(0) & ~(np.isfinite(median) & np.isfinite(spread) & (spread > 0))
     if bad.any():
         names = [vocabulary[i] for i in np.flatnonzero(bad)]
-        raise io.StarfmInputError(f"{path}: token_median/token_mad_std not finite and positive "
+        raise StarfmInputError(f"{path}: token_median/token_mad_std not finite and positive "
                                   f"for present token(s) {names}")
     # tokens absent from the train split never enter the model; keep their scale harmless
     median = np.where(np.isfinite(median), median, 0.0)
@@ -201,9 +203,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise io.StarfmInputError("train.device cuda: no CUDA device is available (use auto or cpu)")
+        raise StarfmInputError("train.device cuda: no CUDA device is available (use auto or cpu)")
     if device not in ("cpu", "cuda"):
-        raise io.StarfmInputError(f"train.device {device}: choose auto, cpu or cuda")
+        raise StarfmInputError(f"train.device {device}: choose auto, cpu or cuda")
     return torch.device(device)
 
 
@@ -331,7 +333,7 @@ def _validation_loss(model, x, e, cfg, tcfg, request_weight, amp_dtype) -> float
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
-    with io.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
             writer.writeheader()
@@ -339,7 +341,7 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 
 def _save(obj, path: Path) -> None:
-    with io.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 from astropy.table import Table
 
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 from starfm.tokens import N_XP
 
 log = logging.getLogger(__name__)

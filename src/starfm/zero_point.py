@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.settings import add_settings_argument, parse_settings
-from starfm.io import StarfmInputError, read_table, require_columns, require_rows, write_table
+from starfm.errors import StarfmInputError, require_columns, require_rows
+from starfm.tables import read_table, write_table
 
 log = logging.getLogger("starfm.zero_point")
 

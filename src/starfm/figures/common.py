@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from starfm import tokens
-from starfm.io import StarfmInputError, atomic_path, read_table
+from starfm.errors import StarfmInputError
+from starfm.tables import atomic_path, read_table
 
 log = logging.getLogger("starfm.figures")
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from starfm.extinction_curve import curve_agreement, recover_extinction_curve
 from starfm.figures.common import finite_float, plt
-from starfm.io import atomic_path
+from starfm.tables import atomic_path
 
 log = logging.getLogger("starfm.figures")
 JSON_WINDOW_NM = (400.0, 900.0)

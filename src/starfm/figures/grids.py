@@ -16,7 +16,7 @@ import numpy as np
 
 from starfm import tokens
 from starfm.figures.common import LABEL_TEXT, finite_float, plt, subsample
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 
 M_G_SUN = 4.67
 R_G = 2.74                     # A_G / E(B-V)_true for a red giant (Casagrande & VandenBerg 2018)

@@ -17,7 +17,7 @@ from starfm import tokens
 from starfm.figures.common import (BP_RP_SPLIT_NM, PERCENTILES, finite_float, plt, subsample,
                                    wavelength_nm, xp_flux)
 from starfm.figures.reconstruction import percentile_picks
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 
 TASKS = {"rp_to_bp": (tokens.XP_RP, tokens.XP_BP), "bp_to_rp": (tokens.XP_BP, tokens.XP_RP)}
 

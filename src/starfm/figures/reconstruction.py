@@ -23,7 +23,7 @@ from starfm import tokens
 from starfm.figures.common import (LABEL_TEXT, PARAMETER_TOKENS, PERCENTILES, XP_TOKENS,
                                    finite_float, plt, read_meta, subsample,
                                    wavelength_nm, xp_flux)
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ def setting_tables(inputs) -> dict[str, dict | None]:
 
 def root_description(inputs) -> str:
     """What the root columns of predictions.h5 are: the transformer inputs evaluate recorded."""
-    from starfm.io import read_attrs
+    from starfm.tables import read_attrs
     listed = read_attrs(inputs._predictions).get("transformer_inputs")
     if listed is None:
         return "root columns"

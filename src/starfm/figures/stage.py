@@ -18,7 +18,8 @@ from pathlib import Path
 from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
 from starfm.figures.common import FigureInputs, NoSettings, parse_settings, save
 from starfm.figures.registry import FIGURE_NAMES, FIGURES
-from starfm.io import StarfmInputError, atomic_path, json_safe
+from starfm.errors import StarfmInputError
+from starfm.tables import atomic_path, json_safe
 
 log = logging.getLogger("starfm.figures")
 

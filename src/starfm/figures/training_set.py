@@ -6,7 +6,7 @@ import numpy as np
 from starfm import tokens
 from starfm.dataset import Dataset
 from starfm.figures.common import LABEL_TEXT, plt, read_meta, subsample
-from starfm.io import StarfmInputError
+from starfm.errors import StarfmInputError
 
 def prepare_training_set(ds: Dataset) -> dict:
     """Train-split arrays for Fig. 1; XP relevancy from the NaN pattern of the coefficients."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from starfm.io import atomic_path
+from starfm.tables import atomic_path
 
 DUPLICATE_FRACTION = 0.05          # stars observed twice (second row: EXTRATARG bit 4)
 UNMATCHED_FRACTION = 0.03          # GAIAEDR3_SOURCE_ID = 0

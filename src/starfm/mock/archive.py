@@ -19,7 +19,8 @@ from astropy.table import MaskedColumn, Table
 from starfm.archive_formats import (XP_FORMAT_EXTENSION, XP_FORMATS, XP_PRODUCT_PREFIX,
                                     read_datalink_product, serialise_xp, xp_archive_columns)
 from starfm.gaia_archive import MAX_IDS_PER_CALL, PermanentArchiveError, TransientArchiveError
-from starfm.io import StarfmInputError, read_table
+from starfm.errors import StarfmInputError
+from starfm.tables import read_table
 from starfm.xp_tables import GAIA_SOURCE_COLUMNS, GAIA_SOURCE_DTYPES
 
 # the store's files (written by the mock-survey stage)

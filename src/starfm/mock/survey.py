@@ -30,7 +30,8 @@ from starfm.archive_formats import DR3_SOLUTION_ID, XP_FORMATS
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME, EBV_TRUE_OVER_SFD
 from starfm.dust_map import Combined19Map, combined19_path
-from starfm.io import StarfmInputError, atomic_path
+from starfm.errors import StarfmInputError
+from starfm.tables import atomic_path
 from starfm.settings import add_settings_argument, parse_settings
 from starfm.xp_flux import synthetic_photometry
 from starfm.mock import apogee, photometry, population, spectra, truth, xp_continuous

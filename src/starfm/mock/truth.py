@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from starfm.constants import EBV_TRUE_OVER_SFD, EXTINCTION_LAW, R_V
-from starfm.io import write_table
+from starfm.tables import write_table
 
 
 def truth_columns(s, base, is_dup, unmatched, has_xp_base) -> dict:

@@ -1,4 +1,4 @@
-"""Column tables on disk, written atomically, and errors that name the file.
+"""Column tables on disk, written atomically (the one-line errors are :mod:`starfm.errors`).
 
 Every stage hands its result to the next as an HDF5 file holding one dataset per
 column (all of the same length; 2-D columns such as ``bp_coefficients`` allowed)
@@ -18,13 +18,7 @@ from typing import Iterable, Iterator, Mapping
 import h5py
 import numpy as np
 
-
-class StarfmError(RuntimeError):
-    """An error a stage reports in one line (no traceback): the message says what and where."""
-
-
-class StarfmInputError(StarfmError):
-    """Bad input: the message names the file (or config key) and the problem."""
+from starfm.errors import StarfmInputError
 
 
 @contextlib.contextmanager
@@ -164,20 +158,6 @@ def read_attrs(path: str | os.PathLike) -> dict:
         return {k: _decode_attr(v) for k, v in f.attrs.items()}
 
 
-def require_columns(available: Iterable[str], required: Iterable[str], source: str) -> None:
-    """Raise :class:`StarfmInputError` listing what is missing and what the file has."""
-    available = list(available)
-    missing = [c for c in required if c not in available]
-    if missing:
-        raise StarfmInputError(
-            f"{source}: missing column(s) {missing}; the file has {sorted(available)}")
-
-
-def require_rows(n_rows: int, source: str) -> None:
-    if n_rows == 0:
-        raise StarfmInputError(f"{source}: the table is empty")
-
-
 def match_rows(table_ids: np.ndarray, query_ids: np.ndarray, source: str = "") -> np.ndarray:
     """Row of ``table_ids`` holding each query id (its first occurrence), -1 where absent: the
     one join by ``source_id`` (assembly's tables, predict's side tables). ``source``: a file
@@ -190,7 +170,7 @@ def match_rows(table_ids: np.ndarray, query_ids: np.ndarray, source: str = "") -
     if source and len(sorted_ids) > 1 and (sorted_ids[1:] == sorted_ids[:-1]).any():
         import logging
         n_dup = int((sorted_ids[1:] == sorted_ids[:-1]).sum())
-        logging.getLogger("starfm.io").warning(
+        logging.getLogger("starfm.tables").warning(
             "%s: %d repeated source_id rows; using the first row of each", source, n_dup)
     pos = np.minimum(np.searchsorted(sorted_ids, query_ids, side="left"), len(sorted_ids) - 1)
     return np.where(sorted_ids[pos] == query_ids, order[pos], -1)
