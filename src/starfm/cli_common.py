@@ -21,7 +21,9 @@ def setup_logging(log_file: str | None = None, verbose: bool = False) -> None:
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT,
                         handlers=handlers, force=True)
-    _log.info("%s", kernels.describe())
+    if log_file:  # the stage's log file records the CPU kernels it ran with (stderr stays terse)
+        handlers[-1].handle(_log.makeRecord(_log.name, logging.INFO, __file__, 0, "%s",
+                                            (kernels.describe(),), None))
     global _logging_ready
     _logging_ready = True
 
