@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import REPO_ROOT
 from starfm import library as lib
 from starfm.errors import StarfmInputError
 from starfm.tables import read_table
