@@ -61,6 +61,7 @@ from starfm.errors import StarfmInputError
 from starfm.tables import write_table
 from starfm.settings import add_settings_argument, parse_settings
 from starfm.tokens import N_XP, g_flux
+from starfm.xp_tables import relevant_bases
 
 log = logging.getLogger("starfm.library")
 
@@ -92,6 +93,8 @@ class LibrarySettings:
     ak_per_ebv: float = 0.310        # A_Ks / E(B-V)_SFD (Schlafly & Finkbeiner 2011)
     ak_error: float = 0.03           # [mag] assumed error of ak_targ
     chunk_rows: int = 2048           # stars per batched solve
+    relevancy_snr: float = 3.0       # n_relevant_bases: last coefficient with |c|/err above this, + 1
+    max_roundtrip: float = 1.0e-5    # inversions whose flux residual / peak exceeds this: XP absent
     require_labels: tuple[str, ...] = ("teff", "logg")   # assemble's sample in library mode
 
 
@@ -371,12 +374,24 @@ def library_source(library, out_labels, out_gaia_source, out_xp, out_parallax, o
     resid = np.abs(coef_n @ xp_design_matrix() - _f(t["flux"])).max(1) / np.abs(_f(t["flux"])).max(1)
     log.info("inversion round trip: max |flux - M c| / max|flux| median %.2e, 99th pct %.2e, max %.2e",
              np.median(resid), np.percentile(resid, 99), resid.max())
+    # n_relevant_bases by the archive's own rule (|c|/err > 3 on the inverted coefficients and
+    # their posterior errors): beyond k ~ 10 the library's coefficients are noise (median |c|/err
+    # 0.3-1.4), as in DR3, and the tokeniser blanks them as it does the archive's. A star whose
+    # inversion does not reproduce its sampled flux (residual above max_roundtrip of the peak,
+    # ~1 % of the giants: they carried most of the standard inputs' >50-sigma outliers) has no XP.
+    failed = ~(resid <= s.max_roundtrip)
+    log.info("inversion: %d of %d stars above the round-trip limit %.1e: XP marked absent",
+             int(failed.sum()), n, s.max_roundtrip)
+    nbs = []
+    for lo, hi in ((0, N_XP), (N_XP, 2 * N_XP)):
+        nb_band = np.clip(relevant_bases(coef[:, lo:hi], err[:, lo:hi], s.relevancy_snr), 2, N_XP)
+        nbs.append(np.where(failed, 0, nb_band).astype(np.int16))
+    log.info("n_relevant_bases median BP %d, RP %d", np.median(nbs[0][~failed]), np.median(nbs[1][~failed]))
     nb = np.full(n, N_XP, dtype=np.int16)
     xp = {"source_id": sid,
           "bp_coefficients": coef[:, :N_XP], "bp_coefficient_errors": err[:, :N_XP].astype(np.float32),
           "rp_coefficients": coef[:, N_XP:], "rp_coefficient_errors": err[:, N_XP:].astype(np.float32),
-          # the sampled flux carries no relevancy: every coefficient counts as relevant
-          "bp_n_relevant_bases": nb, "rp_n_relevant_bases": nb.copy(),
+          "bp_n_relevant_bases": nbs[0], "rp_n_relevant_bases": nbs[1],
           "bp_n_parameters": nb.copy(), "rp_n_parameters": nb.copy(),
           "bp_standard_deviation": np.ones(n), "rp_standard_deviation": np.ones(n),
           "roundtrip_max_rel_residual": resid}

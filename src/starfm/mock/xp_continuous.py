@@ -31,6 +31,7 @@ import numpy as np
 from starfm.archive_formats import DR3_SOLUTION_ID, XP_BASIS_FUNCTION_ID, XP_STORE_DTYPES
 from starfm.tokens import g_flux
 from starfm.xp_tables import N_COEFFICIENTS
+from starfm.xp_tables import relevant_bases
 
 # xp_continuous.h5: the archive columns but the correlations, plus an index per band into the
 # real correlation matrices stored in the group ``correlation_templates`` (-1: none)
@@ -103,14 +104,6 @@ def correlated_normal(band: str, template: np.ndarray, rng) -> np.ndarray:
         rows = template == t
         z[rows] = e[rows] @ chol[t].T
     return z
-
-
-def relevant_bases(coef: np.ndarray, err: np.ndarray, threshold: float) -> np.ndarray:
-    """1 + index of the last coefficient with |c_k| / err_k > ``threshold`` (0 when none)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sig = np.abs(coef) / err > threshold
-    last = coef.shape[1] - 1 - np.argmax(sig[:, ::-1], axis=1)
-    return np.where(sig.any(axis=1), last + 1, 0)
 
 
 def xp_coefficient_errors(band: str, g_flux: np.ndarray) -> np.ndarray:
