@@ -68,13 +68,21 @@ def test_unknown_mode_is_a_clear_error(monkeypatch):
         kernels.pin()
 
 
-@pytest.mark.skipif(not X86, reason="the pins are x86-64 names")
 def test_every_stage_command_pins_before_loading_its_module():
-    """`python -m starfm <stage>` is what every rule runs: its numpy must be pinned."""
-    code = ("import sys, json; sys.argv = ['starfm', 'zero-point', '--help']\n"
+    """`python -m starfm <stage>` is what every rule runs: it must pin before numpy or torch
+    loads (a library already loaded keeps the kernels it chose), on any CPU."""
+    code = ("import sys, json\n"
+            "from starfm import kernels\n"
+            "seen = {}\n"
+            "real_pin = kernels.pin\n"
+            "def spy(*a, **k):\n"
+            "    seen['loaded_before_pin'] = sorted(m for m in ('numpy', 'torch') if m in sys.modules)\n"
+            "    return real_pin(*a, **k)\n"
+            "kernels.pin = spy\n"
+            "sys.argv = ['starfm', 'zero-point', '--help']\n"
             "from starfm.__main__ import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "from numpy._core._multiarray_umath import __cpu_features__ as f\n"
-            "import os; print(json.dumps({'v4': bool(f.get('X86_V4')), 'mode': os.environ.get('STARFM_CPU_KERNELS')}))")
+            "import os; print(json.dumps({**seen, 'numpy_now': 'numpy' in sys.modules,\n"
+            "                            'mode': os.environ.get('STARFM_CPU_KERNELS')}))")
     got = _run(code, _clean_env())
-    assert got == {"v4": False, "mode": "portable"}
+    assert got == {"loaded_before_pin": [], "numpy_now": True, "mode": "portable"}

@@ -110,7 +110,7 @@ def test_age_join_and_tail(realdata_dir, library_table):
     g = {k: v[keep] for k, v in library_table.items()}
     g = {k: v[lib.giants(g, lib.LibrarySettings())] for k, v in g.items()}
     matched = np.isin(g["apogee_id"], ages["apogee_id"])
-    assert matched.sum() == 4338                               # README: 4,338 distinct giants
+    assert matched.sum() == 4338                               # docs/library.md: 4,338 distinct giants
     # 2M00000002+7417074 logAge 9.36 -> 2.29 Gyr, error 2.29 ln10 0.30
     i = int(np.flatnonzero(ages["apogee_id"] == "2M00000002+7417074")[0])
     assert ages["age_gyr"][i] == pytest.approx(10 ** 0.36, rel=1e-6)

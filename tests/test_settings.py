@@ -213,9 +213,15 @@ def test_a_non_editable_install_ships_the_schema_and_validates(repo_root, tmp_pa
     import sys
 
     target = tmp_path / "site"
+    # build from a copy of the sources: setuptools keeps old files in the checkout's build/
+    # (a removed module would ship again) and writes there
+    source = tmp_path / "source"
+    shutil.copytree(repo_root, source, ignore=shutil.ignore_patterns(
+        "build", "results*", ".git", ".snakemake", "*.egg-info", "__pycache__", ".test"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), str(repo_root)],
+                    "--no-build-isolation", "--target", str(target), str(source)],
                    check=True, capture_output=True)
+    assert not (target / "starfm" / "io.py").exists()
     assert (target / "starfm" / "config.schema.yaml").is_file()
     env = {**__import__("os").environ, "PYTHONPATH": str(target)}
     run = subprocess.run([sys.executable, "-m", "starfm", "dust", "--allstar", "a", "--gaia-source",

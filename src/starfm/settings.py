@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 
 from starfm.errors import StarfmInputError
 
+T = TypeVar("T")
+
 SCHEMA_NAME = "config.schema.yaml"   # package data (pyproject.toml), beside this module
 
 
