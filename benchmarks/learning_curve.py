@@ -131,7 +131,7 @@ def main(argv=None) -> int:
                          paper_epochs_on_real_sample=paper_star_epochs / args.n_stars_paper)
         out["meet"][label] = entry
         print(f"{label}: transformer meets XGBoost at k = {k_meet if k_meet is None else round(k_meet, 1)}"
-              + (f" (~{entry['gpu_hours_paper_recipe']:.1f} GPU h of the paper recipe, assumptions in "
+              + (f" (~{entry['gpu_hours_paper_recipe'] * 60:.2g} GPU min of the paper recipe, assumptions in "
                  f"the module)" if "gpu_hours_paper_recipe" in entry else ""))
     (args.results / "learning_curve").mkdir(exist_ok=True)
     (args.results / "learning_curve" / "learning_curve.json").write_text(json.dumps(out, indent=1))
