@@ -57,6 +57,7 @@ from starfm.tables import match_rows
 from starfm.settings import parse_settings
 from starfm.tokenise import CutSettings, tokenise, validity
 from starfm.xp_flux import synthetic_photometry
+from starfm.dataset import COVERAGE_OUTPUTS  # the predictions the OOD test (flag 1024) checks
 
 log = logging.getLogger("starfm.predict")
 
@@ -80,9 +81,6 @@ FLAGS = {1: "not in the gaia_source table (or none given)",
          1024: "outside the training giants' coverage (as DistMass BITMASK 2): G, BP-RP (Gaia's, "
                "else synthesised from XP), J-K or a predicted teff, logg, m_h, mass, age outside "
                "the model's recorded 0.5-99.5 percentile range of its train split"}
-# the quantities of the out-of-distribution test (flag 1024) and where their value comes from:
-# the star's inputs (G as used; BP-RP and J-K tokens, when given) and the model's predictions
-OOD_OUTPUTS = ("teff", "logg", "m_h", "mass", "ln_age")
 GAIA_COLUMNS = ("phot_g_mean_mag", "bp_rp", "phot_bp_rp_excess_factor", "parallax", "parallax_error",
                 "ruwe", "nu_eff_used_in_astrometry", "pseudocolour", "ecl_lat",
                 "astrometric_params_solved", "parallax_corrected")
@@ -311,7 +309,7 @@ def predict_chunk(fm, xp: dict, extra: dict, gaia: SideTable | None, photometry:
     predicted = dict(zip(OUTPUTS.values(), mean.T))
     quantities = {"phot_g_mean_mag": used["phot_g_mean_mag"], "bp_rp": _colour(used, xp),
                   "j_k": values[:, tokens.TOKEN_INDEX["j_k"]].astype(np.float64),
-                  **{t: predicted[t] for t in OOD_OUTPUTS}}
+                  **{t: predicted[t] for t in COVERAGE_OUTPUTS}}
     outside = outside_coverage(quantities, records.coverage)
     for name, mask in outside.items():
         flag |= np.where(mask, 1024, 0).astype(np.int32)
