@@ -135,10 +135,14 @@ def library_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def library_run(tmp_path_factory, library_path):
     """The library workflow (``--config mode=library``: real APOGEE giants with their real XP)
-    run once end to end with Snakemake; the library and predict tests read its outputs."""
+    run once end to end with Snakemake; the library and predict tests read its outputs.
+
+    ``STARFM_LIBRARY_RUN_DIR=DIR`` checks a library run you already have in DIR (its results in
+    DIR/results): the workflow is brought up to date there instead of run afresh."""
     import yaml
 
-    workdir = tmp_path_factory.mktemp("library_run")
+    reuse = os.environ.get("STARFM_LIBRARY_RUN_DIR")
+    workdir = Path(reuse).resolve() if reuse else tmp_path_factory.mktemp("library_run")
     config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
     config["mode"] = "library"
     config["results"] = str(workdir / "results")
