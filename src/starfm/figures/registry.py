@@ -28,7 +28,11 @@ FIGURES = {
     "fig05_mass_age": {"library": True, "module": "spectra_to_labels", "build": "build_mass_age", "inputs": ["predictions"]},
     "fig06_physical_validation": {"module": "physical_validation", "build": "build",
                                   "inputs": ["dataset", "model", "predictions"]},
-    "fig07_generated_spectra": {"library": True, "module": "generated_spectra", "build": "build", "settings": "Settings", "inputs": ["dataset", "model"]},
+    "fig07_generated_spectra": {"module": "generated_spectra", "build": "build", "settings": "Settings", "inputs": ["dataset", "model"]},
+    # Fig. 7 for real stars (the isochrone figure needs mass and age): spectra generated from
+    # labels against the observed spectra of test stars with those labels
+    "fig07_generated_vs_observed": {"library": True, "module": "generated_spectra", "build": "build_generated_vs_observed",
+                                    "settings": "VersusObservedSettings", "inputs": ["dataset", "model"]},
     "fig08_reconstructed_spectra": {"module": "reconstruction", "build": "build_reconstructed_spectra", "settings": "Settings", "inputs": ["dataset", "model"]},
     "fig09_fractional_residual": {"module": "reconstruction", "build": "build_fractional_residual", "settings": "Settings", "inputs": ["dataset", "model"]},
     "fig10_rmse_vs_astrometry": {"module": "reconstruction", "build": "build_rmse_vs_astrometry", "settings": "Settings", "inputs": ["dataset", "model"]},
