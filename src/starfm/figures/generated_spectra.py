@@ -15,7 +15,7 @@ bin the model is asked for the 110 XP tokens (coefficients / F_G) given only the
 Teff, logg and [M/H] and, where the model has seen that token, the star's own ln E(B-V): the
 real giants' reddening (median E(B-V) ~0.5) is not a label but shapes the spectrum as much as
 the labels do. Generated and observed coefficients are sampled as flux through GaiaXPy's bases
-(:func:`starfm.generate.generate`, :func:`starfm.figures.common.xp_flux`); a coefficient most of
+(:func:`starfm.figures.common.xp_flux`, as ``starfm generate`` samples them); a coefficient most of
 a bin's stars lack (beyond the archive's relevant bases) is 0 in both. References: the median of
 all test stars (label-blind) and the model given each star's E(B-V) only. Scores, in units of
 the bin's observed scatter (half its 16-84 % range, per coefficient), over bp0..bp(k-1) and
@@ -156,14 +156,21 @@ def _score(pred: np.ndarray, med: np.ndarray, scatter: np.ndarray, usable: np.nd
     return float(np.median(z)) if z.size else float("nan")
 
 
-def _coefficients(gen: dict) -> np.ndarray:
-    return np.concatenate([gen["bp_coefficients"], gen["rp_coefficients"]], axis=1)
+def _xp_tokens(model, given: dict) -> np.ndarray:
+    """The model's 110 XP tokens (coefficients / F_G) given the named tokens (arrays of one length;
+    NaN = not given): what ``starfm generate`` asks, without its table I/O (which the figures'
+    environment does not carry)."""
+    n = len(next(iter(given.values())))
+    values = np.full((n, len(tokens.VOCABULARY)), np.nan)
+    for name, v in given.items():
+        values[:, tokens.TOKEN_INDEX[name]] = v
+    mean, _ = model.predict(values, inputs=list(given), outputs=XP_TOKENS)
+    return np.asarray(mean, float)
 
 
 def prepare_generated_vs_observed(ds, model, s: VersusObservedSettings = VersusObservedSettings()) -> dict:
     """Per populated bin: the observed and generated spectra (median, 16-84 %), the references
     and the scores (see the module docstring)."""
-    from starfm.generate import generate
     centres = np.stack([np.asarray(c, float) for c in (s.teff_centres, s.logg_centres, s.m_h_centres)], 1) \
         if len({len(s.teff_centres), len(s.logg_centres), len(s.m_h_centres)}) == 1 else None
     if centres is None or len(centres) == 0:
@@ -186,19 +193,15 @@ def prepare_generated_vs_observed(ds, model, s: VersusObservedSettings = VersusO
         raise StarfmInputError(f"{ds.path}: no (Teff, logg, [M/H]) bin of the figure's settings has "
                                f"{s.min_stars} test stars with XP (counts {counts.tolist()})")
     use_ebv = "ln_ebv" in getattr(model, "tokens_seen", [])
-    # one generate call for all (bin, member) pairs: the bin centre's labels, the member's E(B-V)
+    # one model call for all (bin, member) pairs: the bin centre's labels, the member's E(B-V)
     which, star = np.nonzero(member[keep])
     centre = centres[keep][which]
-    params = {k: centre[:, j] for j, k in enumerate(tokens.LABELS)}
-    ebv = np.exp(test[star, ix["ln_ebv"]])
+    given = {k: centre[:, j] for j, k in enumerate(tokens.LABELS)}
+    ln_ebv = test[star, ix["ln_ebv"]]
     if use_ebv:
-        params["ebv"] = ebv
-    # tokens are coefficients / F_G: at G = the zero point F_G = 1, so generate's coefficients
-    # are the tokens and its flux the G-normalised flux of the observed tokens
-    g0 = tokens.G_FLUX_ZERO_POINT
-    gen = generate(model, params, g_mag=g0)
-    gen_coef = _coefficients(gen)
-    dust = generate(model, {"ebv": ebv}, g_mag=g0) if use_ebv else None
+        given["ln_ebv"] = ln_ebv
+    gen_coef = _xp_tokens(model, given)
+    dust_coef = _xp_tokens(model, {"ln_ebv": ln_ebv}) if use_ebv else None
 
     obs_flux = xp_flux(coef[:, :tokens.N_XP], coef[:, tokens.N_XP:])
     blind_coef = _band(coef)[0]
@@ -231,16 +234,16 @@ def prepare_generated_vs_observed(ds, model, s: VersusObservedSettings = VersusO
         def flux(pred):
             return xp_flux(*np.split(np.where(absent, 0.0, pred), 2, axis=1))
         e = {"teff": float(centres[b, 0]), "logg": float(centres[b, 1]), "m_h": float(centres[b, 2]),
-             "n_stars": int(rows.sum()), "ebv_median": finite_float(np.nanmedian(ebv[rows])),
+             "n_stars": int(rows.sum()), "ebv_median": finite_float(np.exp(np.nanmedian(ln_ebv[rows]))),
              "n_coefficients_scored": int(usable.sum()),
              "paired_generated": paired(gen_coef[rows]), "paired_label_blind": paired(blind_coef),
              "median_generated": of_median(gen_coef[rows]), "median_label_blind": of_median(blind_coef),
              "flux": _band(f), "flux_generated": _band(flux(gen_coef[rows])),
              "flux_label_blind": blind_flux}
-        if dust is not None:
-            e["paired_dust_only"] = paired(_coefficients(dust)[rows])
-            e["median_dust_only"] = of_median(_coefficients(dust)[rows])
-            e["flux_dust_only"] = _band(flux(_coefficients(dust)[rows]))[0]
+        if dust_coef is not None:
+            e["paired_dust_only"] = paired(dust_coef[rows])
+            e["median_dust_only"] = of_median(dust_coef[rows])
+            e["flux_dust_only"] = _band(flux(dust_coef[rows]))[0]
         bins.append(e)
     return {"wavelength": wavelength_nm(), "bins": bins, "n_test_stars": int(len(test)),
             "inputs": list(tokens.LABELS) + (["ln_ebv"] if use_ebv else []),
