@@ -122,7 +122,11 @@ def drawn(data):
     d, model = data
     settings = {"fig19_rp0_vs_xgboost": {"n_estimators": 20, "max_train_stars": 300},
                 "fig14_mass_age_self_consistency": {"n_grid": 12},
-                "fig13_kiel_grid": {"n_logg": 9, "n_m_h": 7}}
+                "fig13_kiel_grid": {"n_logg": 9, "n_m_h": 7},
+                # two bins the 210 synthetic test stars populate (the defaults are real giants' bins)
+                "fig07_generated_vs_observed": {"teff_centres": [4750, 4600], "logg_centres": [2.25, 1.8],
+                                                "m_h_centres": [-0.15, 0.0], "teff_half_width": 300,
+                                                "logg_half_width": 0.5, "m_h_half_width": 0.3}}
     caption_dir = __import__("pathlib").Path(__file__).resolve().parents[1] / "workflow" / "report"
     paths = make_figures(d / "dataset.h5", model, d / "pred.h5", d / "figs", settings=settings,
                          caption_dir=caption_dir)
@@ -486,3 +490,98 @@ def test_physical_validation_uses_no_parallax_for_distance(data):
     ok = np.isfinite(lum)                     # (absent tokens: the oracle answers 1)
     assert ok.sum() > 50
     np.testing.assert_allclose(p["d_spec"][ok], expected[ok], rtol=1e-6)
+
+
+# ---- Fig. 7 for real stars: generated versus observed spectra -----------------------------------
+class LookupModel:
+    """Knows the test stars: given a star's own ln E(B-V) (continuous, so unique) it returns that
+    star's observed XP tokens, whatever the labels; ``constant`` instead returns one vector."""
+    vocabulary = list(tokens.VOCABULARY)
+
+    def __init__(self, values, constant=None, seen=tuple(tokens.VOCABULARY)):
+        self.values, self.constant, self.tokens_seen = values, constant, list(seen)
+        self.calls = []
+
+    def predict(self, values, errors=None, inputs=None, outputs=("mass",), batch_size=4096):
+        self.calls.append(list(inputs))
+        out = tokens.index(list(outputs))
+        if self.constant is not None:
+            return np.broadcast_to(self.constant, (len(values), len(out))).copy(), None
+        key = self.values[:, tokens.TOKEN_INDEX["ln_ebv"]]
+        order = np.argsort(key)
+        pos = np.clip(np.searchsorted(key[order], values[:, tokens.TOKEN_INDEX["ln_ebv"]]), 0, len(key) - 1)
+        return self.values[order[pos]][:, out].astype(float), None
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    from starfm.figures.generated_spectra import VersusObservedSettings
+    d = tmp_path_factory.mktemp("gen_obs")
+    write_synthetic_dataset(d / "dataset.h5", n_stars=600, seed=3, test_fraction=0.5)
+    ds = read_dataset(d / "dataset.h5")
+    test = ds.values[ds.is_test].astype(float)
+    lab = np.nanmedian(test[:, tokens.index(tokens.LABELS)], axis=0)
+    # two populated bins at the test stars' median labels, one empty bin far away
+    s = VersusObservedSettings(teff_centres=(lab[0], lab[0] + 150, 9000.0),
+                               logg_centres=(lab[1], lab[1] + 0.4, 0.5), m_h_centres=(lab[2], lab[2], 0.0),
+                               teff_half_width=200.0, logg_half_width=0.4, m_h_half_width=0.3)
+    return ds, s
+
+
+def test_generated_vs_observed_pairs_each_star_with_its_own_prediction(small_dataset):
+    from starfm.figures.generated_spectra import prepare_generated_vs_observed
+    ds, s = small_dataset
+    test = ds.values[ds.is_test].astype(float)
+    model = LookupModel(test)
+    d = prepare_generated_vs_observed(ds, model, s)
+    # asked with the labels and E(B-V), then with E(B-V) only; never any XP or other token
+    assert model.calls == [list(tokens.LABELS) + ["ln_ebv"], ["ln_ebv"]]
+    assert d["inputs"] == list(tokens.LABELS) + ["ln_ebv"]
+    assert len(d["bins"]) == 2 and [b["teff"] for b in d["skipped"]] == [9000.0]
+    for e in d["bins"]:
+        assert e["n_stars"] >= s.min_stars and e["n_coefficients_scored"] > 10
+        # each star's prediction is its own observed spectrum: every "generated" score is 0,
+        # the label-blind median of all test stars is not
+        assert e["paired_generated"] == 0 and e["paired_dust_only"] == 0
+        assert e["median_generated"] == pytest.approx(0, abs=1e-12)
+        assert e["paired_label_blind"] > 0.3            # measured 0.73 and 0.82 on these bins
+
+
+def test_generated_vs_observed_draws_two_panels_per_bin(small_dataset):
+    from starfm.figures.generated_spectra import plot_generated_vs_observed, prepare_generated_vs_observed
+    ds, s = small_dataset
+    d = prepare_generated_vs_observed(ds, LookupModel(ds.values[ds.is_test].astype(float)), s)
+    fig = plot_generated_vs_observed(d, s)
+    # per populated bin: spectra (observed band + 5 lines) over residuals (4 lines); no empty panel
+    assert len(fig.axes) == 2 * len(d["bins"]) == 4
+    assert all(len(ax.lines) >= 4 for ax in fig.axes)
+    assert "[nm]" in fig.axes[1].get_xlabel() and "F_G" in fig.axes[0].get_ylabel()
+    __import__("starfm.figures.common", fromlist=["plt"]).plt().close(fig)
+
+
+def test_generated_vs_observed_label_blind_model_scores_as_the_reference(small_dataset):
+    from starfm.figures.generated_spectra import XP_TOKENS, prepare_generated_vs_observed
+    ds, s = small_dataset
+    test = ds.values[ds.is_test].astype(float)
+    has_xp = np.isfinite(test[:, tokens.TOKEN_INDEX["bp0"]]) & np.isfinite(test[:, tokens.TOKEN_INDEX["rp0"]])
+    blind = np.nanmedian(test[has_xp][:, tokens.index(XP_TOKENS)], axis=0)
+    # a model that never saw E(B-V) is asked with the labels only; a model answering the
+    # label-blind median scores exactly as the label-blind reference
+    model = LookupModel(test, constant=blind, seen=[t for t in tokens.VOCABULARY if t != "ln_ebv"])
+    d = prepare_generated_vs_observed(ds, model, s)
+    assert model.calls == [list(tokens.LABELS)] and d["inputs"] == list(tokens.LABELS)
+    for e in d["bins"]:
+        assert "paired_dust_only" not in e
+        assert e["paired_generated"] == pytest.approx(e["paired_label_blind"], rel=1e-12)
+        assert e["median_generated"] == pytest.approx(e["median_label_blind"], rel=1e-12)
+
+
+def test_generated_vs_observed_bad_settings_are_one_line(small_dataset):
+    from starfm.figures.generated_spectra import VersusObservedSettings, prepare_generated_vs_observed
+    ds, _ = small_dataset
+    model = LookupModel(ds.values[ds.is_test])
+    with pytest.raises(StarfmInputError, match="equal"):
+        prepare_generated_vs_observed(ds, model, VersusObservedSettings(teff_centres=(4500.0,)))
+    with pytest.raises(StarfmInputError, match="no .* bin"):
+        prepare_generated_vs_observed(ds, model, VersusObservedSettings(
+            teff_centres=(9000.0,), logg_centres=(0.1,), m_h_centres=(0.0,)))
