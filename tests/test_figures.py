@@ -520,7 +520,7 @@ def small_dataset(tmp_path_factory):
     write_synthetic_dataset(d / "dataset.h5", n_stars=600, seed=3, test_fraction=0.5)
     ds = read_dataset(d / "dataset.h5")
     test = ds.values[ds.is_test].astype(float)
-    lab = np.nanmedian(test[:, tokens.index(tokens.LABELS)], axis=0)
+    lab = np.nanmedian(test[:, tokens.index(["teff", "logg", "m_h"])], axis=0)
     # two populated bins at the test stars' median labels, one empty bin far away
     s = VersusObservedSettings(teff_centres=(lab[0], lab[0] + 150, 9000.0),
                                logg_centres=(lab[1], lab[1] + 0.4, 0.5), m_h_centres=(lab[2], lab[2], 0.0),
@@ -535,8 +535,8 @@ def test_generated_vs_observed_pairs_each_star_with_its_own_prediction(small_dat
     model = LookupModel(test)
     d = prepare_generated_vs_observed(ds, model, s)
     # asked with the labels and E(B-V), then with E(B-V) only; never any XP or other token
-    assert model.calls == [list(tokens.LABELS) + ["ln_ebv"], ["ln_ebv"]]
-    assert d["inputs"] == list(tokens.LABELS) + ["ln_ebv"]
+    assert model.calls == [["teff", "logg", "m_h", "ln_ebv"], ["ln_ebv"]]
+    assert d["inputs"] == ["teff", "logg", "m_h", "ln_ebv"]
     assert len(d["bins"]) == 2 and [b["teff"] for b in d["skipped"]] == [9000.0]
     for e in d["bins"]:
         assert e["n_stars"] >= s.min_stars and e["n_coefficients_scored"] > 10
@@ -569,7 +569,7 @@ def test_generated_vs_observed_label_blind_model_scores_as_the_reference(small_d
     # label-blind median scores exactly as the label-blind reference
     model = LookupModel(test, constant=blind, seen=[t for t in tokens.VOCABULARY if t != "ln_ebv"])
     d = prepare_generated_vs_observed(ds, model, s)
-    assert model.calls == [list(tokens.LABELS)] and d["inputs"] == list(tokens.LABELS)
+    assert model.calls == [["teff", "logg", "m_h"]] and d["inputs"] == ["teff", "logg", "m_h"]
     for e in d["bins"]:
         assert "paired_dust_only" not in e
         assert e["paired_generated"] == pytest.approx(e["paired_label_blind"], rel=1e-12)

@@ -128,6 +128,11 @@ def build(inputs, settings):
 
 
 # ------------------------------------------------------------------ generated versus observed
+# the labels a bin is defined by and the model is given (names, not tokens.LABELS: a label token
+# added to the vocabulary, such as [alpha/M], is not a bin axis unless it is added here)
+BIN_LABELS = ("teff", "logg", "m_h")
+
+
 @dataclass(frozen=True)
 class VersusObservedSettings:
     # bin centres (one bin per position), chosen where the library run's 2,285 test giants are
@@ -185,7 +190,7 @@ def prepare_generated_vs_observed(ds, model, s: VersusObservedSettings = VersusO
         raise StarfmInputError(f"{ds.path}: no test star has BP and RP coefficients")
     coef = test[:, tokens.index(XP_TOKENS)]
     half = np.array([s.teff_half_width, s.logg_half_width, s.m_h_half_width])
-    labels = test[:, tokens.index(tokens.LABELS)]
+    labels = test[:, tokens.index(list(BIN_LABELS))]
     member = np.all(np.abs(labels[None] - centres[:, None]) <= half, axis=2)     # (bins, stars)
     counts = member.sum(1)
     keep = np.flatnonzero(counts >= s.min_stars)
@@ -196,7 +201,7 @@ def prepare_generated_vs_observed(ds, model, s: VersusObservedSettings = VersusO
     # one model call for all (bin, member) pairs: the bin centre's labels, the member's E(B-V)
     which, star = np.nonzero(member[keep])
     centre = centres[keep][which]
-    given = {k: centre[:, j] for j, k in enumerate(tokens.LABELS)}
+    given = {k: centre[:, j] for j, k in enumerate(BIN_LABELS)}
     ln_ebv = test[star, ix["ln_ebv"]]
     if use_ebv:
         given["ln_ebv"] = ln_ebv
@@ -246,7 +251,7 @@ def prepare_generated_vs_observed(ds, model, s: VersusObservedSettings = VersusO
             e["flux_dust_only"] = _band(flux(dust_coef[rows]))[0]
         bins.append(e)
     return {"wavelength": wavelength_nm(), "bins": bins, "n_test_stars": int(len(test)),
-            "inputs": list(tokens.LABELS) + (["ln_ebv"] if use_ebv else []),
+            "inputs": list(BIN_LABELS) + (["ln_ebv"] if use_ebv else []),
             "skipped": [{"teff": float(centres[b, 0]), "logg": float(centres[b, 1]),
                          "m_h": float(centres[b, 2]), "n_stars": int(counts[b])}
                         for b in np.flatnonzero(counts < s.min_stars)]}
