@@ -23,6 +23,10 @@ Rows (populations compared with the real check-half giants):
   fit-half star near in G, gaps filled from the residual covariance: ``--noise``), for
   the check-half stars' own labels, E(B-V) and pattern of absent coefficients (measurement 1
   and the test side of 2), and for the fit-half stars' labels (the train side of 2 and 3);
+- ``forward_model_local``: the same plus a local correction, the mean polynomial residual of
+  the ``--local-k`` fit-half stars nearest in labels (``ForwardModel.local_correction``);
+- ``forward_model*_mean`` (measurement 1 only): the forward model without noise, so the offset
+  left is the model's mean's;
 - ``library_halves`` (measurement 1 only): real fit half vs real check half, the noise floor
   of the statistic with these bins and counts.
 
@@ -122,12 +126,15 @@ def offsets_summary(res: dict) -> dict:
     if len(off) == 0 or not np.isfinite(a).any():
         return out
     b, j = np.unravel_index(np.nanargmax(a), a.shape)
+    a_inf = np.where(np.isfinite(a), a, -np.inf)          # nanmax without all-NaN warnings
+    per_coef = np.where(np.isfinite(a).any(0), a_inf.max(0), np.nan)
+    per_bin = np.where(np.isfinite(a).any(1), a_inf.max(1), np.nan)
     out.update({
         "max_abs": float(a[b, j]), "worst_coefficient": COEFFS[j], "worst_bin": res["bins"][b],
         "median_abs": float(np.nanmedian(a)),
         "frac_within_target": float(np.mean(a[np.isfinite(a)] <= OFFSET_TARGET)),
-        "n_bins_all_within_target": int(np.sum(np.nanmax(a, 1) <= OFFSET_TARGET)),
-        "max_abs_per_coefficient": dict(zip(COEFFS, np.nanmax(a, 0).tolist())),
+        "n_bins_all_within_target": int(np.sum(per_bin <= OFFSET_TARGET)),
+        "max_abs_per_coefficient": dict(zip(COEFFS, per_coef.tolist())),
         "max_abs_bp": float(np.nanmax(a[:, :30])), "max_abs_rp": float(np.nanmax(a[:, 30:])),
         "max_abs_0_4": float(np.nanmax(a[:, [*range(5), *range(30, 35)]])),
     })
@@ -169,6 +176,8 @@ def main(argv=None) -> int:
     # degree 3: 0.19, 5: 0.14 but a worse noisy row, 6: 0.64; ridge 1e-3 biased a noiseless test)
     ap.add_argument("--degree", type=int, default=4, help="forward model polynomial degree")
     ap.add_argument("--ridge", type=float, default=1e-5, help="forward model ridge strength")
+    ap.add_argument("--local-k", type=int, default=25,
+                    help="neighbours of the forward_model_local row's local correction")
     ap.add_argument("--seed", type=int, default=7, help="XGBoost and forward-model noise seed")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--noise", choices=("donor", "gaussian"), default="donor",
@@ -188,40 +197,55 @@ def main(argv=None) -> int:
     has4 = lambda p: np.isfinite(p["labels"]).all(1)               # noqa: E731
     timing["load_s"] = time.perf_counter() - t0
 
-    # ---- forward model: fit half only ----
-    t = time.perf_counter()
+    # ---- forward models: fit half only ----
     fit_rows = has4(lib_fit)
-    fm = fit_forward_model(lib_fit["labels"][fit_rows], lib_fit["ebv"][fit_rows],
-                           lib_fit["standard"][fit_rows], STANDARD, degree=args.degree,
-                           ridge=args.ridge, g=lib_fit["g"][fit_rows])
+    variants = {"forward_model": 0, "forward_model_local": args.local_k}
+    fm_chk, fm_fit, fm_info, fm_mean = {}, {}, {}, {}
+    for row, local_k in variants.items():
+        t = time.perf_counter()
+        fm = fit_forward_model(lib_fit["labels"][fit_rows], lib_fit["ebv"][fit_rows],
+                               lib_fit["standard"][fit_rows], STANDARD, degree=args.degree,
+                               ridge=args.ridge, g=lib_fit["g"][fit_rows], local_k=local_k)
 
-    def fm_population(pop: dict, seed: int) -> dict:
-        rows = has4(pop)
-        p = _take(pop, rows)
-        p["standard"] = fm.sample(p["labels"], p["ebv"], np.isfinite(p["standard"]), seed,
-                                  g=p["g"] if args.noise == "donor" else None)
-        p["coeffs"] = p["standard"][:, [STANDARD.index(c) for c in COEFFS]]
-        return p
+        def fm_population(pop: dict, seed: int) -> dict:
+            rows = has4(pop)
+            p = _take(pop, rows)
+            p["standard"] = fm.sample(p["labels"], p["ebv"], np.isfinite(p["standard"]), seed,
+                                      g=p["g"] if args.noise == "donor" else None)
+            p["coeffs"] = p["standard"][:, [STANDARD.index(c) for c in COEFFS]]
+            return p
 
-    fm_chk = fm_population(lib_chk, args.seed)
-    fm_fit = fm_population(lib_fit, args.seed + 1)
-    # how well the model's mean predicts held-out stars (check half, in population sigma)
-    r = lib_chk["standard"][has4(lib_chk)] - fm.mean(lib_chk["labels"][has4(lib_chk)],
-                                                     lib_chk["ebv"][has4(lib_chk)])
-    fm_info = {"degree": args.degree, "ridge": args.ridge, "noise": args.noise, "n_fit": int(fit_rows.sum()),
-               "n_features": int(fm.coef.shape[0]),
-               "check_resid_scatter_over_sigma_pop": {
-                   c: robust_scatter(r[:, STANDARD.index(c)]) / s for c, s in zip(COEFFS, sigma)},
-               "fit_resid_scatter": dict(zip(STANDARD, fm.resid_scatter.tolist()))}
-    timing["forward_model_s"] = time.perf_counter() - t
+        fm_chk[row] = fm_population(lib_chk, args.seed)
+        # the same stars without noise: how much of the offset is the model's mean
+        fm_mean[row] = dict(fm_chk[row])
+        fm_mean[row]["coeffs"] = np.where(
+            np.isfinite(fm_chk[row]["coeffs"]),
+            fm.mean(fm_chk[row]["labels"], fm_chk[row]["ebv"])[:, [STANDARD.index(c)
+                                                                   for c in COEFFS]], np.nan)
+        fm_fit[row] = fm_population(lib_fit, args.seed + 1)
+        # how well the model's mean predicts held-out stars (check half, in population sigma)
+        r = lib_chk["standard"][has4(lib_chk)] - fm.mean(lib_chk["labels"][has4(lib_chk)],
+                                                         lib_chk["ebv"][has4(lib_chk)])
+        rs = np.array([robust_scatter(r[:, STANDARD.index(c)]) for c in COEFFS]) / sigma
+        fm_info[row] = {
+            "degree": args.degree, "ridge": args.ridge, "local_k": local_k, "noise": args.noise,
+            "n_fit": int(fit_rows.sum()), "n_features": int(fm.coef.shape[0]),
+            "check_resid_scatter_over_sigma_pop": dict(zip(COEFFS, rs.tolist())),
+            "check_resid_scatter_over_sigma_pop_median_0_9": {
+                "bp": float(np.median(rs[:10])), "rp": float(np.median(rs[30:40]))},
+            "fit_resid_scatter": dict(zip(STANDARD, fm.resid_scatter.tolist())),
+            "seconds": time.perf_counter() - t}
+    timing["forward_models_s"] = sum(v["seconds"] for v in fm_info.values())
 
     # ---- (1) ----
     t = time.perf_counter()
     real = _take(lib_chk, low_ext(lib_chk) & has3(lib_chk))
     m1 = {}
-    for name, pop in (("current_mock", _take(mock, low_ext(mock) & has3(mock))),
-                      ("forward_model", _take(fm_chk, low_ext(fm_chk))),
-                      ("library_halves", _take(lib_fit, low_ext(lib_fit) & has3(lib_fit)))):
+    pops = [("current_mock", _take(mock, low_ext(mock) & has3(mock)))]
+    pops += [(row, _take(fm_chk[row], low_ext(fm_chk[row]))) for row in variants]
+    pops += [(row + "_mean", _take(fm_mean[row], low_ext(fm_mean[row]))) for row in variants]
+    pops += [("library_halves", _take(lib_fit, low_ext(lib_fit) & has3(lib_fit)))]
+    for name, pop in pops:
         res = binned_median_offsets(pop["labels"][:, :3], pop["coeffs"], real["labels"][:, :3],
                                     real["coeffs"], sigma, EDGES, MIN_COUNT)
         m1[name] = offsets_summary(res)
@@ -233,9 +257,10 @@ def main(argv=None) -> int:
                   for i, n in enumerate(("teff", "logg", "m_h"))}
     m23 = {"library": info_and_transfer(lib_fit, lib_chk, None, args.seed, args.threads),
            "current_mock": info_and_transfer(mock_fit, mock_chk, lib_chk, args.seed,
-                                             args.threads, mock_range),
-           "forward_model": info_and_transfer(fm_fit, fm_chk, lib_chk, args.seed, args.threads)}
-    for row in ("current_mock", "forward_model"):
+                                             args.threads, mock_range)}
+    for row in variants:
+        m23[row] = info_and_transfer(fm_fit[row], fm_chk[row], lib_chk, args.seed, args.threads)
+    for row in ("current_mock", *variants):
         m23[row]["info_ratio"] = {
             n: m23[row]["self"][n]["scatter"] / m23["library"]["self"][n]["scatter"]
             for n in LABELS}
@@ -273,35 +298,36 @@ def format_table(doc: dict) -> str:
     lines = ["(1) per-coefficient median offset at matched labels [population sigma], "
              f"coefficients 0-29, vs {doc['offsets_settings']['n_real_low_ext']} real low-extinction "
              "check-half giants",
-             f"{'row':16s} {'bins':>5s} {'max|d|':>7s} {'bp max':>7s} {'rp max':>7s} {'0-4 max':>7s}"
+             f"{'row':20s} {'bins':>5s} {'max|d|':>7s} {'bp max':>7s} {'rp max':>7s} {'0-4 max':>7s}"
              f" {'median':>7s} {'<=0.3':>6s} worst"]
     for name, s in o.items():
         if "max_abs" not in s:
-            lines.append(f"{name:16s} {s['n_bins']:5d}  (no bin with enough stars)")
+            lines.append(f"{name:20s} {s['n_bins']:5d}  (no bin with enough stars)")
             continue
-        lines.append(f"{name:16s} {s['n_bins']:5d} {s['max_abs']:7.2f} {s['max_abs_bp']:7.2f} "
+        lines.append(f"{name:20s} {s['n_bins']:5d} {s['max_abs']:7.2f} {s['max_abs_bp']:7.2f} "
                      f"{s['max_abs_rp']:7.2f} {s['max_abs_0_4']:7.2f} {s['median_abs']:7.2f} "
                      f"{s['frac_within_target']:6.1%} {s['worst_coefficient']} {s['worst_bin']}")
     lines.append("")
     lines.append("(2) XGBoost fit half -> check half, robust scatter (ratio to the library's); "
                  "(3) trained on the mock, tested on the real check half: scatter / bias")
-    head = f"{'row':16s} " + " ".join(f"{n + ' [' + UNITS[n] + ']':>22s}" for n in LABELS)
+    head = f"{'row':24s} " + " ".join(f"{n + ' [' + UNITS[n] + ']':>22s}" for n in LABELS)
     lines.append(head)
-    for row in ("library", "current_mock", "forward_model"):
+    rows = [r for r in x if r != "library"]
+    for row in ("library", *rows):
         cells = []
         for n in LABELS:
             s = x[row]["self"][n]["scatter"]
             ratio = x[row].get("info_ratio", {}).get(n)
             cells.append(f"{s:10.4g}" + (f" ({ratio:5.2f})" if ratio else " " * 8) + " " * 4)
-        lines.append(f"{row + ' (2)':16s} " + " ".join(f"{c:>22s}" for c in cells))
-    for row in ("current_mock", "forward_model"):
+        lines.append(f"{row + ' (2)':24s} " + " ".join(f"{c:>22s}" for c in cells))
+    for row in rows:
         for key in ("transfer", "transfer_in_mock_range"):
             if not x[row].get(key):
                 continue
             cells = [f"{x[row][key][n]['scatter']:.4g} / {x[row][key][n]['bias']:+.3g}"
                      for n in LABELS]
-            tag = " (3)" if key == "transfer" else " (3 in rng)"
-            lines.append(f"{(row[:12] + tag):16s} " + " ".join(f"{c:>22s}" for c in cells))
+            tag = " (3)" if key == "transfer" else " (3 in mock range)"
+            lines.append(f"{(row + tag):24s} " + " ".join(f"{c:>22s}" for c in cells))
     t = doc["targets"]["transfer"]
     lines.append("targets (3): " + ", ".join(f"{n} <= {s} / |bias| <= {b}" for n, (s, b) in t.items()))
     lines.append(f"time: {doc['timing']['total_s']:.0f} s " + json.dumps(
@@ -313,8 +339,7 @@ def plot(doc: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = [r for r in ("current_mock", "forward_model", "library_halves")
-            if doc["offsets"][r]["n_bins"]]
+    rows = [r for r in doc["offsets"] if doc["offsets"][r]["n_bins"]]
     fig, axes = plt.subplots(1, len(rows) + 1, figsize=(5.2 * (len(rows) + 1), 5.2),
                              gridspec_kw={"width_ratios": [1] * len(rows) + [1.2]})
     for ax, r in zip(axes, rows):
@@ -333,14 +358,16 @@ def plot(doc: dict, path: Path) -> None:
     fig.colorbar(im, ax=axes[:len(rows)], shrink=0.7, label="(median mock - median real) / sigma_pop")
     ax = axes[-1]
     labs = list(doc["targets"]["transfer"])
-    w = 0.25
-    for i, (r, c) in enumerate((("current_mock", "C3"), ("forward_model", "C0"))):
+    bars = [r for r in doc["xgboost"] if r != "library"]
+    w = 0.8 / (2 * len(bars))
+    for i, (r, c) in enumerate(zip(bars, ("C3", "C0", "C2", "C1"))):
         ratio = [doc["xgboost"][r]["transfer"][n]["scatter"] / doc["targets"]["transfer"][n][0]
                  for n in labs]
         bias = [abs(doc["xgboost"][r]["transfer"][n]["bias"]) / doc["targets"]["transfer"][n][1]
                 for n in labs]
-        ax.bar(np.arange(3) + (i - 0.5) * w * 2 - w / 2, ratio, w, color=c, label=f"{r} scatter")
-        ax.bar(np.arange(3) + (i - 0.5) * w * 2 + w / 2, bias, w, color=c, alpha=0.45,
+        x0 = np.arange(3) - 0.4 + 2 * i * w
+        ax.bar(x0 + w / 2, ratio, w, color=c, label=f"{r} scatter")
+        ax.bar(x0 + 1.5 * w, bias, w, color=c, alpha=0.45,
                hatch="//", label=f"{r} |bias|")
     lib = [doc["xgboost"]["library"]["self"][n]["scatter"] / doc["targets"]["transfer"][n][0]
            for n in labs]

@@ -146,6 +146,9 @@ class ForwardModel:
     n_fit: np.ndarray          # (m,) stars each column was fitted on
     resid: np.ndarray | None = None     # (k, m) the fit stars' residuals (NaN: absent/clipped),
     resid_g: np.ndarray | None = None   # (k,) their G, sorted: donors for :meth:`sample`
+    local_k: int = 0                    # >0: + mean polynomial residual of the local_k fit stars
+    local_z: np.ndarray | None = None   # nearest in standardised labels (local_z, local_resid)
+    local_resid: np.ndarray | None = None
 
     def features(self, labels, ebv) -> np.ndarray:
         z = (np.asarray(labels, float) - self.label_mean) / self.label_scale
@@ -153,8 +156,26 @@ class ForwardModel:
         lin = np.concatenate([np.ones((len(z), 1)), z], axis=1)
         return np.concatenate([poly_features(z, self.degree), ebv * lin, ebv ** 2], axis=1)
 
-    def mean(self, labels, ebv) -> np.ndarray:
+    def poly_mean(self, labels, ebv) -> np.ndarray:
         return self.features(labels, ebv) @ self.coef
+
+    def local_correction(self, labels) -> np.ndarray:
+        """Mean polynomial residual (per column, over present values) of the ``local_k`` fit
+        stars nearest in standardised labels; a fit star queried with its own labels (distance
+        0) is left out of its own neighbours."""
+        from scipy.spatial import cKDTree
+        z = (np.asarray(labels, float) - self.label_mean) / self.label_scale
+        dist, idx = cKDTree(self.local_z).query(z, k=self.local_k + 1)
+        self_hit = dist[:, 0] == 0.0
+        idx = np.where(self_hit[:, None], idx[:, 1:], idx[:, :-1])
+        with _quiet():
+            return np.nan_to_num(np.nanmean(self.local_resid[idx], axis=1))
+
+    def mean(self, labels, ebv) -> np.ndarray:
+        out = self.poly_mean(labels, ebv)
+        if self.local_k:
+            out = out + self.local_correction(labels)
+        return out
 
     def sample(self, labels, ebv, present, seed: int, g=None, window: int = 50) -> np.ndarray:
         """Noisy token values for stars with ``labels`` and ``ebv``; NaN where ``present`` (n, m)
@@ -184,7 +205,7 @@ class ForwardModel:
 
 
 def fit_forward_model(labels, ebv, y, names, degree: int = 4, ridge: float = 1e-5,
-                      clip: float = 5.0, g=None) -> ForwardModel:
+                      clip: float = 5.0, g=None, local_k: int = 0) -> ForwardModel:
     """Fit :class:`ForwardModel` column by column (a loop over the m tokens, not the stars) on
     the rows where that column and every label are finite: ridge least squares (``ridge`` times
     the mean diagonal of the normal matrix, not on the constant), refitted once without the rows
@@ -192,7 +213,12 @@ def fit_forward_model(labels, ebv, y, names, degree: int = 4, ridge: float = 1e-
 
     The noise: the covariance of the clipped residuals over the pairs of stars where both
     columns are present, made positive semi-definite (negative eigenvalues set to 0); with
-    ``g`` (the fit stars' G) the residual vectors are also kept as donors (sorted by G)."""
+    ``g`` (the fit stars' G) the residual vectors are also kept as donors (sorted by G).
+
+    ``local_k`` > 0: a local correction, the mean residual of the ``local_k`` fit stars nearest in
+    standardised labels (a k-nearest-neighbour smoother of what the polynomial misses; extinction
+    stays in the polynomial part); the noise is then taken from the residuals left after it
+    (each fit star's correction computed without itself)."""
     labels, y = np.asarray(labels, float), np.asarray(y, float)
     ok_lab = np.isfinite(labels).all(1)
     mu = np.nanmean(labels[ok_lab], 0)
@@ -219,6 +245,11 @@ def fit_forward_model(labels, ebv, y, names, degree: int = 4, ridge: float = 1e-
         coef[:, j] = c
         resid[rows, j] = r[rows]
         n_fit[j] = int(rows.sum())
+    if local_k:
+        model.local_k = int(local_k)
+        model.local_z = (labels[ok_lab] - mu) / sc
+        model.local_resid = resid[ok_lab]
+        resid[ok_lab] = resid[ok_lab] - model.local_correction(labels[ok_lab])
     pres = np.isfinite(resid)
     r0 = np.where(pres, resid, 0.0)
     npair = pres.T.astype(float) @ pres.astype(float)
