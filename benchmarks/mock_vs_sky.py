@@ -339,9 +339,11 @@ def plot(doc: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = [r for r in doc["offsets"] if doc["offsets"][r]["n_bins"]]
-    fig, axes = plt.subplots(1, len(rows) + 1, figsize=(5.2 * (len(rows) + 1), 5.2),
-                             gridspec_kw={"width_ratios": [1] * len(rows) + [1.2]})
+    rows = [r for r in ("current_mock", "forward_model_local", "library_halves")
+            if doc["offsets"][r]["n_bins"]]          # the other rows: in the JSON
+    fig, axes = plt.subplots(1, len(rows) + 1, figsize=(5.2 * (len(rows) + 1), 6.0),
+                             gridspec_kw={"width_ratios": [1] * len(rows) + [1.2]},
+                             constrained_layout=True)
     for ax, r in zip(axes, rows):
         s = doc["offsets"][r]
         off = np.array(s["offset"], float)
@@ -355,7 +357,8 @@ def plot(doc: dict, path: Path) -> None:
                            fontsize=5)
         ax.set_title(f"(1) {r}: max |d| {s.get('max_abs', np.nan):.1f} sigma", fontsize=9)
         ax.set_ylabel("bin: Teff_lo logg_lo [M/H]_lo", fontsize=7)
-    fig.colorbar(im, ax=axes[:len(rows)], shrink=0.7, label="(median mock - median real) / sigma_pop")
+    fig.colorbar(im, ax=list(axes[:len(rows)]), shrink=0.6, location="bottom",
+                 label="(median mock - median real) / sigma_pop (L&B _input_std)")
     ax = axes[-1]
     labs = list(doc["targets"]["transfer"])
     bars = [r for r in doc["xgboost"] if r != "library"]
@@ -381,7 +384,7 @@ def plot(doc: dict, path: Path) -> None:
     ax.set_title("(3) transfer to the real check-half giants", fontsize=9)
     ax.legend(fontsize=6)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
