@@ -25,6 +25,8 @@ Rows (populations compared with the real check-half giants):
   and the test side of 2), and for the fit-half stars' labels (the train side of 2 and 3);
 - ``forward_model_local``: the same plus a local correction, the mean polynomial residual of
   the ``--local-k`` fit-half stars nearest in labels (``ForwardModel.local_correction``);
+- ``forward_model_local_label_donors``: the same with noise donors among the 50 fit stars
+  nearest in labels instead of in G;
 - ``forward_model*_mean`` (measurement 1 only): the forward model without noise, so the offset
   left is the model's mean's;
 - ``library_halves`` (measurement 1 only): real fit half vs real check half, the noise floor
@@ -199,9 +201,11 @@ def main(argv=None) -> int:
 
     # ---- forward models: fit half only ----
     fit_rows = has4(lib_fit)
-    variants = {"forward_model": 0, "forward_model_local": args.local_k}
+    # row -> (local_k, donors_by)
+    variants = {"forward_model": (0, "g"), "forward_model_local": (args.local_k, "g"),
+                "forward_model_local_label_donors": (args.local_k, "labels")}
     fm_chk, fm_fit, fm_info, fm_mean = {}, {}, {}, {}
-    for row, local_k in variants.items():
+    for row, (local_k, donors_by) in variants.items():
         t = time.perf_counter()
         fm = fit_forward_model(lib_fit["labels"][fit_rows], lib_fit["ebv"][fit_rows],
                                lib_fit["standard"][fit_rows], STANDARD, degree=args.degree,
@@ -211,7 +215,8 @@ def main(argv=None) -> int:
             rows = has4(pop)
             p = _take(pop, rows)
             p["standard"] = fm.sample(p["labels"], p["ebv"], np.isfinite(p["standard"]), seed,
-                                      g=p["g"] if args.noise == "donor" else None)
+                                      g=p["g"] if args.noise == "donor" else None,
+                                      donors_by=donors_by)
             p["coeffs"] = p["standard"][:, [STANDARD.index(c) for c in COEFFS]]
             return p
 
@@ -229,6 +234,7 @@ def main(argv=None) -> int:
         rs = np.array([robust_scatter(r[:, STANDARD.index(c)]) for c in COEFFS]) / sigma
         fm_info[row] = {
             "degree": args.degree, "ridge": args.ridge, "local_k": local_k, "noise": args.noise,
+            "donors_by": donors_by,
             "n_fit": int(fit_rows.sum()), "n_features": int(fm.coef.shape[0]),
             "check_resid_scatter_over_sigma_pop": dict(zip(COEFFS, rs.tolist())),
             "check_resid_scatter_over_sigma_pop_median_0_9": {
@@ -243,7 +249,8 @@ def main(argv=None) -> int:
     m1 = {}
     pops = [("current_mock", _take(mock, low_ext(mock) & has3(mock)))]
     pops += [(row, _take(fm_chk[row], low_ext(fm_chk[row]))) for row in variants]
-    pops += [(row + "_mean", _take(fm_mean[row], low_ext(fm_mean[row]))) for row in variants]
+    pops += [(row + "_mean", _take(fm_mean[row], low_ext(fm_mean[row])))
+             for row in ("forward_model", "forward_model_local")]
     pops += [("library_halves", _take(lib_fit, low_ext(lib_fit) & has3(lib_fit)))]
     for name, pop in pops:
         res = binned_median_offsets(pop["labels"][:, :3], pop["coeffs"], real["labels"][:, :3],

@@ -161,3 +161,26 @@ def test_local_correction_leaves_each_fit_star_out_of_its_own_neighbours():
     # with itself as its 1 neighbour a star's residual would cancel to 0; without, the noise
     # left is the difference of two independent draws: 0.05 sqrt(2) = 0.071
     assert 0.06 < one.resid_scatter[0] < 0.08
+
+
+def test_label_donors_carry_what_the_mean_misses_and_never_the_star_itself():
+    rng = np.random.default_rng(10)
+    lab, ebv, _ = _forward_data(6000, rng)
+    step = np.where(lab[:, 0] > 4500, 1.0, 0.0)        # a step a linear model cannot follow
+    y = (step + 0.05 * rng.standard_normal(6000))[:, None]
+    g = rng.uniform(10, 14, 6000)
+    fm = sky_match.fit_forward_model(lab, ebv, y, ["s"], degree=1, g=g)
+    lab2, ebv2, _ = _forward_data(3000, rng)
+    truth2 = np.where(lab2[:, 0] > 4500, 1.0, 0.0)
+    far = np.abs(lab2[:, 0] - 4500) > 300
+    present = np.ones((3000, 1), bool)
+    by_g = fm.sample(lab2, ebv2, present, seed=1, g=rng.uniform(10, 14, 3000))
+    by_lab = fm.sample(lab2, ebv2, present, seed=1, g=rng.uniform(10, 14, 3000),
+                       donors_by="labels", window=10)
+    err_g = np.median(np.abs(by_g[far, 0] - truth2[far]))
+    err_lab = np.median(np.abs(by_lab[far, 0] - truth2[far]))
+    # measured: G donors leave the linear model's misfit (~0.2) plus donor noise; label donors
+    # put back the step (error ~ the 0.05 noise)
+    assert err_g > 0.15 and err_lab < 0.08
+    same = fm.sample(lab, ebv, np.ones_like(y, bool), seed=2, g=g, donors_by="labels", window=1)
+    assert not np.isclose(same[:, 0], y[:, 0], rtol=0, atol=1e-12).any()

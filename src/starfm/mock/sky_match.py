@@ -146,6 +146,8 @@ class ForwardModel:
     n_fit: np.ndarray          # (m,) stars each column was fitted on
     resid: np.ndarray | None = None     # (k, m) the fit stars' residuals (NaN: absent/clipped),
     resid_g: np.ndarray | None = None   # (k,) their G, sorted: donors for :meth:`sample`
+    resid_z: np.ndarray | None = None   # the fit stars' standardised labels and their
+    resid_by_z: np.ndarray | None = None  # residuals in that order: donors by labels
     local_k: int = 0                    # >0: + mean polynomial residual of the local_k fit stars
     local_z: np.ndarray | None = None   # nearest in standardised labels (local_z, local_resid)
     local_resid: np.ndarray | None = None
@@ -177,7 +179,8 @@ class ForwardModel:
             out = out + self.local_correction(labels)
         return out
 
-    def sample(self, labels, ebv, present, seed: int, g=None, window: int = 50) -> np.ndarray:
+    def sample(self, labels, ebv, present, seed: int, g=None, window: int = 50,
+               donors_by: str = "g") -> np.ndarray:
         """Noisy token values for stars with ``labels`` and ``ebv``; NaN where ``present`` (n, m)
         is False (the real stars' pattern of absent coefficients is copied).
 
@@ -185,12 +188,22 @@ class ForwardModel:
         residual vector of a random fit star among the ``window`` nearest to it in G, never the
         one at its own position (so a fit star is not given back its own spectrum; so the
         noise keeps its correlations, tails and growth with magnitude); entries the donor lacks
-        (absent or clipped), and every entry without ``g``, are drawn from N(0, resid_cov)."""
+        (absent or clipped), and every entry without ``g``, are drawn from N(0, resid_cov).
+        ``donors_by="labels"``: the donor is instead a random one of the ``window`` fit stars
+        nearest in standardised labels (never the star itself), so the residual keeps what the
+        mean misses at those labels (needs ``g`` only to switch donors on)."""
         rng = np.random.default_rng(seed)
         w, v = np.linalg.eigh(self.resid_cov)
         root = v * np.sqrt(np.clip(w, 0, None))
         noise = rng.standard_normal((len(labels), len(w))) @ root.T
-        if g is not None and self.resid is not None and len(self.resid_g):
+        if g is not None and donors_by == "labels" and self.resid_z is not None:
+            from scipy.spatial import cKDTree
+            z = (np.asarray(labels, float) - self.label_mean) / self.label_scale
+            dist, idx = cKDTree(self.resid_z).query(z, k=window + 1)
+            idx = np.where((dist[:, 0] == 0.0)[:, None], idx[:, 1:], idx[:, :-1])
+            donor = self.resid_by_z[idx[np.arange(len(z)), rng.integers(0, window, len(z))]]
+            noise = np.where(np.isfinite(donor), donor, noise)
+        elif g is not None and self.resid is not None and len(self.resid_g):
             g = np.nan_to_num(np.asarray(g, float), nan=float(np.median(self.resid_g)))
             k = len(self.resid_g)
             # offset 1..window/2 either side, never 0: a fit star itself (its G is at its own
@@ -266,4 +279,5 @@ def fit_forward_model(labels, ebv, y, names, degree: int = 4, ridge: float = 1e-
         keep = ok_lab & np.isfinite(g)
         order = np.argsort(g[keep], kind="stable")
         model.resid, model.resid_g = resid[keep][order], g[keep][order]
+    model.resid_z, model.resid_by_z = (labels[ok_lab] - mu) / sc, resid[ok_lab]
     return model
