@@ -18,7 +18,7 @@ from starfm.tables import read_attrs, read_table
 COLS = {"apogee_id": "APOGEE_ID", "mass": "MASS", "mass_err": "MASS_ERR", "age": "AGE",
         "age_err": "AGE_ERR", "bitmask": "BITMASK"}
 CONTRACT = ["source_id", "apogee_id", "glon", "glat", "j", "j_err", "h", "h_err", "k", "k_err",
-            "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err",
+            "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err", "alpha_m", "alpha_m_err",
             "mass", "mass_err", "age_gyr", "age_gyr_err"]
 MONTALBAN = "labels/xgboost_chem_ages/Montalban2021_X_APOGEE_DR17.fits"
 
@@ -39,6 +39,7 @@ def make_allstar(n: int, **cols) -> Table:
         "TEFF": np.full(n, 4800.0, "f4"), "TEFF_ERR": np.full(n, 10.0, "f4"),
         "LOGG": np.full(n, 2.5, "f4"), "LOGG_ERR": np.full(n, 0.03, "f4"),
         "M_H": np.full(n, -0.1, "f4"), "M_H_ERR": np.full(n, 0.01, "f4"),
+        "ALPHA_M": np.full(n, 0.05, "f4"), "ALPHA_M_ERR": np.full(n, 0.01, "f4"),
     }
     defaults.update(cols)
     return Table(defaults)
@@ -106,6 +107,12 @@ def test_real_rows_end_to_end(montalban, tmp_path):
     for label in ("teff", "logg", "m_h", "teff_err", "m_h_err"):
         np.testing.assert_array_equal(np.isnan(t[label]), flagged)
     np.testing.assert_allclose(t["teff"][~flagged], raw["TEFF"][~flagged])
+    # [alpha/M]: also missing where ASPCAPFLAG bit 20 (ALPHA_M_BAD) is set or ASPCAP wrote -9999
+    alpha_bad = (flagged | ((raw["ASPCAPFLAG"] & (1 << 20)) != 0) | ~np.isfinite(raw["ALPHA_M"])
+                 | (raw["ALPHA_M"] < -9000))
+    assert 0 < alpha_bad.sum() < 95
+    np.testing.assert_array_equal(np.isnan(t["alpha_m"]), alpha_bad)
+    np.testing.assert_allclose(t["alpha_m"][~alpha_bad], raw["ALPHA_M"][~alpha_bad])
     # the CLI resets logging handlers, so read its --log file for the path taken
     assert "row-aligned" in (tmp_path / "l.log").read_text()
     assert read_attrs(out)["distmass_match"] == "aligned"

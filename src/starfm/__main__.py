@@ -21,7 +21,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "gaia-xp": ("starfm.gaia_query:cli_xp", "fetch XP continuous spectra for every APOGEE source_id (batched, cached)"),
     "zero-point": ("starfm.zero_point:cli", "parallax zero-point correction (Lindegren+2021 plus the paper's term)"),
     "dust": ("starfm.dust_mc:cli", "Monte Carlo ln E(B-V) from Combined19 over parallax samples"),
-    "assemble": ("starfm.assemble:cli", "apply cuts, build the 120-token tensors and split, write dataset.h5"),
+    "assemble": ("starfm.assemble:cli", "apply cuts, build the 121-token tensors and split, write dataset.h5"),
     "train": ("starfm.train:cli", "train the transformer foundation model"),
     "baseline": ("starfm.baseline:cli", "train the XGBoost baseline"),
     "evaluate": ("starfm.evaluate:cli", "metrics of the model and the baseline on the test split"),

@@ -13,9 +13,9 @@ What happens to the rows, in order:
 3. DistMass ages are converted to Gyr (``yr``: /1e9; ``log10yr``: 10**a/1e9 with
    err_Gyr = age_Gyr * ln(10) * err_dex); BITMASK bit value 2 (outside the covered parameter
    space) makes mass and age (and their errors) NaN.
-4. Magnitudes J, H, K of 99.999 or NaN become NaN (with their errors). TEFF, LOGG, M_H and their
-   errors are NaN where STARFLAG != 0 or ASPCAPFLAG has bit 19 or 23 set, or where ASPCAP wrote
-   its -9999 sentinel. Flagged stars are kept: a bad label is a missing token, not a lost star.
+4. Magnitudes J, H, K of 99.999 or NaN become NaN (with their errors). TEFF, LOGG, M_H, ALPHA_M
+   and their errors are NaN where STARFLAG != 0 or ASPCAPFLAG has bit 19 or 23 set (ALPHA_M also
+   bit 20, ALPHA_M_BAD), or where ASPCAP wrote its -9999 sentinel. Flagged stars are kept: a bad label is a missing token, not a lost star.
 5. Rows without a Gaia match (GAIAEDR3_SOURCE_ID == 0) are dropped. If a source_id still occurs
    more than once, the row with the fewest flagged labels is kept, ties broken by the lowest
    allStar row index (deterministic), and the count is logged.
@@ -43,7 +43,7 @@ ALLSTAR_COLUMNS = [
     "APOGEE_ID", "TELESCOPE", "FIELD", "RA", "DEC", "GLON", "GLAT",
     "J", "J_ERR", "H", "H_ERR", "K", "K_ERR",
     "STARFLAG", "ASPCAPFLAG", "EXTRATARG", "GAIAEDR3_SOURCE_ID",
-    "TEFF", "TEFF_ERR", "LOGG", "LOGG_ERR", "M_H", "M_H_ERR",
+    "TEFF", "TEFF_ERR", "LOGG", "LOGG_ERR", "M_H", "M_H_ERR", "ALPHA_M", "ALPHA_M_ERR",
 ]
 DISTMASS_KEYS_REQUIRED = ("apogee_id", "mass", "mass_err", "age", "age_err")
 DISTMASS_KEYS_OPTIONAL = ("bitmask",)
@@ -51,11 +51,14 @@ AGE_UNITS = ("yr", "Gyr", "log10yr")
 
 EXTRATARG_DUPLICATE = 1 << 4        # bit 4: duplicate spectrum of the same star
 ASPCAPFLAG_BAD = (1 << 19) | (1 << 23)   # bit 19 M_H_BAD, bit 23 STAR_BAD
+ASPCAPFLAG_ALPHA_M_BAD = 1 << 20         # bit 20 ALPHA_M_BAD (DR17 ASPCAPFLAG)
 DISTMASS_OUTSIDE_GRID = 2           # BITMASK bit value 2: outside the covered parameter space
 BAD_MAG = 99.0                      # 2MASS "no measurement" is 99.999; anything above 99 is bad
 ASPCAP_SENTINEL = -9998.0           # ASPCAP writes -9999 for "no value"; at or below this is bad
 
-LABELS = ("TEFF", "LOGG", "M_H")
+LABELS = ("TEFF", "LOGG", "M_H")      # the labels whose flags choose between repeated source_ids
+# [alpha/M] (the alpha_m token): NaN where the star is flagged as for LABELS or ALPHA_M_BAD is set
+EXTRA_LABELS = {"ALPHA_M": ASPCAPFLAG_ALPHA_M_BAD}
 MAGS = ("J", "H", "K")
 
 
@@ -312,6 +315,13 @@ def build_labels(allstar_path: str | Path, distmass_path: str | Path,
         err = np.asarray(star[f"{label}_ERR"], dtype=float)
         bad = flagged | _bad_float(value)
         n_bad_labels += bad
+        table[label.lower()] = np.where(bad, np.nan, value)
+        table[f"{label.lower()}_err"] = np.where(bad | _bad_float(err), np.nan, err)
+    aspcapflag = np.asarray(star["ASPCAPFLAG"]).astype(np.int64)
+    for label, bit in EXTRA_LABELS.items():
+        value = np.asarray(star[label], dtype=float)
+        err = np.asarray(star[f"{label}_ERR"], dtype=float)
+        bad = flagged | ((aspcapflag & bit) != 0) | _bad_float(value)
         table[label.lower()] = np.where(bad, np.nan, value)
         table[f"{label.lower()}_err"] = np.where(bad | _bad_float(err), np.nan, err)
     table["mass"], table["mass_err"] = take(dm_mass), take(dm_mass_err)

@@ -1,4 +1,4 @@
-"""Assembly: apply the cuts, build the 120-token table and the train/test split, write dataset.h5.
+"""Assembly: apply the cuts, build the 121-token table and the train/test split, write dataset.h5.
 
 This is the only stage that reads the cuts (SPEC §1.6), so changing a cut reruns only this and
 what follows. Inputs are the label table (the key: one row per Gaia ``source_id``) and four Gaia /
@@ -64,7 +64,8 @@ log = logging.getLogger("starfm.assemble")
 
 
 LABEL_COLUMNS = ["source_id", "apogee_id", "glon", "glat", "j", "j_err", "h", "h_err", "k", "k_err",
-                 "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err", "mass", "mass_err",
+                 "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err", "alpha_m", "alpha_m_err",
+                 "mass", "mass_err",
                  "age_gyr", "age_gyr_err"]
 GAIA_COLUMNS = ["source_id", "parallax", "parallax_error", "phot_g_mean_mag", "bp_rp",
                 "phot_bp_rp_excess_factor", "ruwe"]
@@ -190,7 +191,7 @@ def _standardisation(values: np.ndarray, train: np.ndarray):
     median = np.zeros(len(VOCABULARY))
     scale = np.ones(len(VOCABULARY))
     rows = np.flatnonzero(train)
-    for k, name in enumerate(VOCABULARY):  # a loop over 120 tokens, each vectorised over stars
+    for k, name in enumerate(VOCABULARY):  # a loop over 121 tokens, each vectorised over stars
         col = values[rows, k].astype(np.float64)
         col = col[np.isfinite(col)]
         if len(col) == 0:
@@ -418,7 +419,7 @@ def _truth(path, sid):
 def cli(argv=None) -> int:
     parser = stage_parser(
         "assemble",
-        "Apply the cuts (the only stage that reads them), build the 120-token table "
+        "Apply the cuts (the only stage that reads them), build the 121-token table "
         "(values and errors, float32, order starfm.tokens.VOCABULARY) and a seeded train/test "
         "split by source_id, and write dataset.h5 with meta/truth groups and the train-split "
         "standardisation as attributes.")

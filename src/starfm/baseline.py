@@ -40,7 +40,8 @@ log = logging.getLogger("starfm.baseline")
 
 FORMAT = "starfm-xgboost-baseline-v2"
 # label as reported (tokens.TARGETS) -> token the booster regresses
-TARGET_TOKENS = {"mass": "mass", "age": "ln_age", "teff": "teff", "logg": "logg", "m_h": "m_h"}
+TARGET_TOKENS = {"mass": "mass", "age": "ln_age", "teff": "teff", "logg": "logg", "m_h": "m_h",
+                 "alpha_m": "alpha_m"}
 VALIDATION_FRACTION = 0.1
 EARLY_STOPPING_ROUNDS = 50
 # eta 0.1 with depth 6: a standard, well-behaved setting for a few hundred to 2,000 trees.
@@ -56,7 +57,7 @@ class Baseline:
     best_iteration: dict    # token -> int
 
     def predict(self, values: np.ndarray, labels=tokens.TARGETS) -> dict[str, np.ndarray]:
-        """``values`` (n, 120) physical token units -> {label: prediction (n,)}; age in Gyr."""
+        """``values`` (n, 121) physical token units -> {label: prediction (n,)}; age in Gyr."""
         import xgboost as xgb
         x = np.asarray(values, dtype=np.float32)[:, tokens.index(self.inputs)]
         dm = xgb.DMatrix(x, missing=np.nan, feature_names=self.inputs)
@@ -117,7 +118,7 @@ class BaselineSettings:
     """config.yaml ``baseline:`` (defaults = the schema's)."""
 
     SECTION = "baseline"
-    n_estimators: int = 300     # maximum boosting rounds per label (paper 2000)
+    n_estimators: int = 2000    # maximum boosting rounds per label (the paper's 2000)
     seed: int = 5               # seed of XGBoost and its hold-out
 
 

@@ -22,8 +22,8 @@ class Dataset:
     """``dataset.h5``: tokens in physical units, the split and the file's attributes."""
     path: Path
     source_id: np.ndarray
-    values: np.ndarray      # (n, 120) physical token units, NaN = absent
-    errors: np.ndarray      # (n, 120), 0 = unknown
+    values: np.ndarray      # (n, 121) physical token units, NaN = absent
+    errors: np.ndarray      # (n, 121), 0 = unknown
     is_test: np.ndarray     # (n,) bool
     vocabulary: list[str]
     attrs: dict
@@ -87,7 +87,7 @@ COVERAGE_PERCENTILES = (0.5, 99.5)
 # inputs compared with the star's own value ("phot_g_mean_mag": Gaia G, from the meta group),
 # outputs with the model's prediction (token units: ln_age, not age)
 COVERAGE_INPUTS = ("phot_g_mean_mag", "bp_rp", "j_k")
-COVERAGE_OUTPUTS = ("teff", "logg", "m_h", "mass", "ln_age")
+COVERAGE_OUTPUTS = ("teff", "logg", "m_h", "alpha_m", "mass", "ln_age")
 
 
 def training_records(ds: Dataset) -> dict:

@@ -64,7 +64,7 @@ from starfm.settings import add_settings_argument, parse_settings
 
 log = logging.getLogger("starfm.evaluate")
 
-UNITS = {"mass": "Msun", "age": "Gyr", "teff": "K", "logg": "dex", "m_h": "dex"}
+UNITS = tokens.TARGET_UNITS
 # label -> column of the dataset's truth group (docs/data_products.md, mock/truth.h5)
 TRUTH_COLUMNS = {"mass": "mass", "age": "age_gyr", "teff": "teff", "logg": "logg", "m_h": "m_h"}
 MAD_TO_SIGMA = 1.4826
@@ -325,7 +325,7 @@ def evaluate(dataset, model, baseline, out, predictions, batch_size: int = 4096,
     return metrics
 
 
-FORMATS = {"mass": ".3f", "age": ".2f", "teff": ".1f", "logg": ".3f", "m_h": ".3f"}
+FORMATS = tokens.TARGET_FORMATS
 
 
 def _f(x, fmt):

@@ -141,7 +141,7 @@ def injected_law(truth_attrs: dict | None, wavelength_nm) -> tuple[np.ndarray | 
 
 
 def grid_values(logg=GRID_LOGG, ebv=EBV_VALUES, ebv_reference=EBV_REFERENCE) -> np.ndarray:
-    """(n_E x n_logg, 120) token values of the grid, E-major (reference E first), NaN elsewhere."""
+    """(n_E x n_logg, 121) token values of the grid, E-major (reference E first), NaN elsewhere."""
     logg = np.asarray(logg, dtype=float)
     all_ebv = np.concatenate([[ebv_reference], np.asarray(ebv, dtype=float)])
     values = np.full((len(all_ebv) * len(logg), len(tokens.VOCABULARY)), np.nan)

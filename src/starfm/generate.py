@@ -36,6 +36,7 @@ log = logging.getLogger("starfm.generate")
 N = tokens.N_XP
 # parameter name -> (token, transform from natural units to token units)
 PARAMETERS = {"teff": ("teff", None), "logg": ("logg", None), "m_h": ("m_h", None),
+              "alpha_m": ("alpha_m", None),
               "mass": ("mass", None), "age": ("ln_age", np.log), "ebv": ("ln_ebv", np.log)}
 DEFAULT_G_MAG = 12.0
 
@@ -157,9 +158,9 @@ def cli_generate(argv=None) -> int:
         "uncertainties, from stellar parameters: one star from the options, or a table.")
     parser.add_argument("--model", required=True, help="model.pt of the train stage")
     parser.add_argument("--params", default=None,
-                        help="table of parameters (columns among teff, logg, m_h, mass, age [Gyr], "
+                        help="table of parameters (columns among teff, logg, m_h, alpha_m, mass, age [Gyr], "
                              "ebv, optional g_mag, source_id); else the options below")
-    for name, unit in (("teff", "K"), ("logg", "dex"), ("m-h", "dex"), ("mass", "Msun"),
+    for name, unit in (("teff", "K"), ("logg", "dex"), ("m-h", "dex"), ("alpha-m", "dex"), ("mass", "Msun"),
                        ("age", "Gyr"), ("ebv", "mag")):
         parser.add_argument(f"--{name}", type=float, default=None, help=f"{name} [{unit}]")
     parser.add_argument("--g-mag", type=float, default=DEFAULT_G_MAG, help="G of the star(s) (scale)")

@@ -48,7 +48,7 @@ def _read_model_file(path: Path, device):
 
 
 def check_vocabulary(model, source) -> None:
-    """A one-line error naming ``source`` unless ``model`` was trained on the 120-token vocabulary
+    """A one-line error naming ``source`` unless ``model`` was trained on the token vocabulary
     of :mod:`starfm.tokens` (the one a dataset.h5 is built with)."""
     from starfm import tokens
     vocab = list(getattr(model, "vocabulary", []))
@@ -153,7 +153,7 @@ class StarFM:
     def predict(self, values, errors=None, inputs=None, outputs=("mass",), batch_size=4096):
         """Predict ``outputs`` for each star from its ``inputs`` tokens.
 
-        values (n, 120) physical units (NaN = absent); errors (n, 120) or None — accepted for
+        values (n, 121) physical units (NaN = absent); errors (n, 121) or None — accepted for
         symmetry with the dataset, unused: the model embeds values only (Leung & Bovy 2024).
         inputs: token names allowed as context (default all), used in the given order, at most
         ``context_max`` present ones per star. outputs: token names.

@@ -27,8 +27,8 @@ Rules (stated, measured numbers in ``docs/library.md``):
   applied here (not in ``cuts:``): adding keys to ``cuts:`` would change the ``cuts`` attribute of
   every mode's ``dataset.h5``.
 * Labels: ``m_h`` is ASPCAP [Fe/H] (the library has no [M/H]; DR17 [M/H] and [Fe/H] agree to a
-  few 0.01 dex for giants); ``alpha_m`` is written as an extra column (the 120-token vocabulary
-  has no [alpha/M] token). No DistMass: ``mass`` is NaN for every star.
+  few 0.01 dex for giants); ``alpha_m`` is ASPCAP [alpha/M] (the ``alpha_m`` token). No DistMass:
+  ``mass`` is NaN for every star.
 * Ages: Hasselquist et al. (2020) ``logAge`` [log yr] joined by APOGEE_ID (a repeated ID keeps its
   smallest ``e_logAge``); ``age_gyr = 10**(logAge - 9)``, ``age_gyr_err = age ln10 e_logAge``.
   The unphysical tail (age above ``age_max_gyr``, default 14 Gyr, older than the Universe) is set

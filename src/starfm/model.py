@@ -4,7 +4,7 @@ One file, read top to bottom: a config dataclass (sizes are config, not code), t
 non-linear token embedding, an attention module, encoder and decoder blocks, the
 model, the context sampler and the loss.
 
-Every token (one of the 120 of ``starfm.tokens.VOCABULARY``) is a kind ``k`` and a
+Every token (one of the 121 of ``starfm.tokens.VOCABULARY``) is a kind ``k`` and a
 standardised value ``x``; the embedding is ``GELU(w_k * x + b_k)``. The encoder does
 self-attention over a star's context (at most ``context_max`` tokens, padding
 masked); the decoder is queried by ``w_k`` of each requested token (identity, no
@@ -29,7 +29,7 @@ from starfm import tokens
 class ModelConfig:
     """Dimensions of the model; the defaults are the paper's (SPEC §3)."""
 
-    n_tokens: int = 120
+    n_tokens: int = len(tokens.VOCABULARY)
     d_model: int = 128
     n_heads: int = 16
     encoder_ff: tuple[int, ...] = (1024, 512)          # one encoder block per entry
@@ -207,7 +207,7 @@ def gaussian_nll(y, mean, log_var, known_err, weight=None):
 # ---- what the sampler is given: per-token tensors of a training recipe --------------------------
 
 # Tokens whose request probability ``label_weight`` multiplies (the catalogue labels).
-LABEL_TOKENS = ("teff", "logg", "m_h", "mass", "ln_age")
+LABEL_TOKENS = ("teff", "logg", "m_h", "alpha_m", "mass", "ln_age")
 
 
 def context_priority() -> torch.Tensor:
@@ -266,7 +266,7 @@ def sample_context(present: torch.Tensor, context_min: int, context_max: int,
     (ties broken at random; ``inf`` = never), each token offered with probability
     ``priority_keep`` (n_tokens,; default 1), as many as fit with probability
     ``priority_full_length``, else the usual random number: a "spectra in" context such as the evaluation's
-    many low-order XP coefficients + photometry, which uniform draws of 5-64 of ~120 tokens
+    many low-order XP coefficients + photometry, which uniform draws of 5-64 of ~121 tokens
     almost never show the model.
 
     With ``anchor`` (n_tokens,) bool, a further random share ``anchor_fraction`` of the stars

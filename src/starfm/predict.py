@@ -63,8 +63,9 @@ log = logging.getLogger("starfm.predict")
 
 # output name -> (token, kind of conversion)
 OUTPUTS = {"mass": "mass", "age": "ln_age", "teff": "teff", "logg": "logg", "m_h": "m_h",
-           "ebv": "ln_ebv", "distance": "pseudo_luminosity"}
+           "alpha_m": "alpha_m", "ebv": "ln_ebv", "distance": "pseudo_luminosity"}
 UNITS = {"mass": "Msun", "age": "Gyr", "teff": "K", "logg": "dex (cgs)", "m_h": "dex",
+         "alpha_m": "dex",
          "ebv": "mag (Combined19/SFD scale)", "distance": "kpc"}
 FLAGS = {1: "not in the gaia_source table (or none given)",
          2: "G synthesised from the XP spectrum (GaiaXPy Gaia DR3 Vega)",

@@ -18,15 +18,16 @@ import json
 import logging
 from pathlib import Path
 
+from starfm import tokens
 from starfm.cli_common import json_object, run_cli, setup_logging, stage_parser
 from starfm.errors import StarfmInputError
 from starfm.tables import atomic_path
 
 log = logging.getLogger("starfm.report_tables")
 
-LABELS = ["mass", "age", "teff", "logg", "m_h"]
-UNITS = {"mass": "Msun", "age": "Gyr", "teff": "K", "logg": "dex", "m_h": "dex"}
-FORMATS = {"mass": ".3f", "age": ".2f", "teff": ".1f", "logg": ".3f", "m_h": ".3f"}
+LABELS = tokens.TARGETS
+UNITS = tokens.TARGET_UNITS
+FORMATS = tokens.TARGET_FORMATS
 STYLE = ("body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse;margin:6px 0 18px}"
          "td,th{border:1px solid #bbb;padding:2px 7px;text-align:right} th{background:#eee}"
          "td.l,th.l{text-align:left} pre{background:#f6f6f6;padding:8px;font-size:12px}")

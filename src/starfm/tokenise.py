@@ -1,4 +1,4 @@
-"""The one tokeniser: Gaia XP + gaia_source + 2MASS (+ labels, ln E(B-V)) -> the 120 tokens.
+"""The one tokeniser: Gaia XP + gaia_source + 2MASS (+ labels, ln E(B-V)) -> the 121 tokens.
 
 Training (``assemble``) and inference (``predict``, ``inpaint``) both call :func:`tokenise`, so
 a token is defined in exactly one place. It works on plain column dicts of equal-length arrays
@@ -69,7 +69,7 @@ XP_INPUT_COLUMNS = tuple(f"{b}_{f}" for b in BANDS
 SCALAR_INPUT_COLUMNS = ("phot_g_mean_mag", "bp_rp", "phot_bp_rp_excess_factor",
                         "parallax_corrected", "parallax_error", "ruwe",
                         "j", "j_err", "h", "h_err", "k", "k_err",
-                        "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err",
+                        "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err", "alpha_m", "alpha_m_err",
                         "mass", "mass_err", "age_gyr", "age_gyr_err", "ln_ebv", "ln_ebv_err")
 INPUT_COLUMNS = XP_INPUT_COLUMNS + SCALAR_INPUT_COLUMNS
 
@@ -263,7 +263,7 @@ def validity(columns: Mapping, cuts: CutSettings = CutSettings(),
 
 def tokenise(columns: Mapping, cuts: CutSettings = CutSettings(),
              missing_quality: str = "fail") -> tuple[np.ndarray, np.ndarray]:
-    """The 120 token values and errors (float32 (n, 120), order ``VOCABULARY``) of each row.
+    """The 121 token values and errors (float32 (n, 121), order ``VOCABULARY``) of each row.
 
     ``columns``: name -> array, see the module docstring (absent = all NaN). ``cuts``: the
     cuts (:class:`CutSettings`, or a config ``cuts:`` dict). ``missing_quality``: what a
@@ -302,7 +302,7 @@ def tokenise(columns: Mapping, cuts: CutSettings = CutSettings(),
     put("bp_rp", np.where(ok["photometry"], col["bp_rp"], np.nan), 0.0)
     put("j_h", col["j"] - col["h"], np.sqrt(np.nansum([col["j_err"] ** 2, col["h_err"] ** 2], axis=0)))
     put("j_k", col["j"] - col["k"], np.sqrt(np.nansum([col["j_err"] ** 2, col["k_err"] ** 2], axis=0)))
-    for name in ("teff", "logg", "m_h", "mass"):
+    for name in ("teff", "logg", "m_h", "alpha_m", "mass"):
         put(name, col[name], col[f"{name}_err"])
     with np.errstate(invalid="ignore", divide="ignore"):  # only if a cut admits age <= 0
         put("ln_age", np.log(col["age_gyr"]), col["age_gyr_err"] / col["age_gyr"])

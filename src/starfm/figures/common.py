@@ -24,10 +24,10 @@ log = logging.getLogger("starfm.figures")
 DPI = 150
 MAX_POINTS = 20000          # scatter plots subsample beyond this (seeded) to stay readable
 LABEL_TEXT = {"mass": r"$M$ [M$_\odot$]", "age": "age [Gyr]", "teff": r"$T_{\rm eff}$ [K]",
-              "logg": r"$\log g$ [dex]", "m_h": "[M/H] [dex]", "bp_rp": r"$G_{\rm BP}-G_{\rm RP}$ [mag]",
+              "logg": r"$\log g$ [dex]", "m_h": "[M/H] [dex]", "alpha_m": r"[$\alpha$/M] [dex]", "bp_rp": r"$G_{\rm BP}-G_{\rm RP}$ [mag]",
               "j_k": r"$J-K$ [mag]", "rp0": r"RP[0] / $F_G$"}
-UNITS = {"mass": "Msun", "age": "Gyr", "teff": "K", "logg": "dex", "m_h": "dex"}
-UNITS_TEX = {"mass": r"M$_\odot$", "age": "Gyr", "teff": "K", "logg": "dex", "m_h": "dex"}
+UNITS = tokens.TARGET_UNITS
+UNITS_TEX = {**tokens.TARGET_UNITS, "mass": r"M$_\odot$"}
 PERCENTILES = [5, 25, 50, 75, 90, 99]
 # parameters -> spectra: the five labels and the dust (Figs. 7-11, 16)
 PARAMETER_TOKENS = ["teff", "logg", "m_h", "mass", "ln_age", "ln_ebv"]
