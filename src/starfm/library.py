@@ -448,7 +448,7 @@ def library_source(library, out_labels, out_gaia_source, out_xp, out_parallax, o
     # n_relevant_bases by the archive's own rule (|c|/err > 3 on the inverted coefficients and
     # their archive-like errors, invert_flux): beyond it the coefficients are noise, and the
     # tokeniser blanks them as it does the archive's. A star whose inversion does not reproduce
-    # its sampled flux (residual above max_roundtrip of the peak: 13 of the 23,411 giants) has
+    # its sampled flux (residual above max_roundtrip of the peak: 8-13 of the 23,411 giants) has
     # no XP.
     failed = ~(resid <= s.max_roundtrip)
     log.info("inversion: %d of %d stars above the round-trip limit %.1e: XP marked absent",
