@@ -76,29 +76,60 @@ def test_duplicate_rule_on_a_small_table():
 
 # ---- inversion -------------------------------------------------------------------------------
 def test_inversion_recovers_archive_coefficients(library_table, realdata_dir):
-    """Measured (flux_tolerance 2e-6, prior inflation 1): max |z| 2.29 (the G = 11.5 giant,
-    rp12) and 1.96; median |z| 0.27 and 0.18. Bounds 3.0 / 0.5 leave margin and fail for a plain
-    least-squares solve (bp54 hundreds of errors off)."""
+    """Measured (design-rounding flux weights, prior inflation 1), every coefficient 0..54 of BP
+    and RP: max |z| (archive errors) 2.95 (the G = 11.5 giant, bp6, a relevant coefficient) and
+    1.83 (rp12; 0.51 over its relevant coefficients); median |z| 0.29 and 0.16. The issue's 1.5
+    is out of reach: the flux pins a coefficient only as well as GaiaXPy's 6-digit design matrix
+    allows (posterior sd about 1 archive error for the giant, up to 5), so the bounds are 4.0 /
+    0.5, and against the stated errors (which carry that posterior sd) 3.5 (measured 1.05 and
+    2.54). A plain least-squares solve fails all three (bp54 hundreds of errors off)."""
     rows = [int(np.flatnonzero(library_table["source_id"] == i)[0]) for i in TRUTH_IDS]
     coef, err = _invert(library_table, rows, realdata_dir)
     for k, sid in enumerate(TRUTH_IDS):
         truth, truth_err = _archive(realdata_dir, sid)
         z = (coef[k] - truth) / truth_err
-        assert np.abs(z).max() < 3.0, (sid, np.abs(z).max(), int(np.abs(z).argmax()))
+        assert np.abs(z).max() < 4.0, (sid, np.abs(z).max(), int(np.abs(z).argmax()))
         assert np.median(np.abs(z)) < 0.5, (sid, np.median(np.abs(z)))
-        # errors from uncorrelated per-point flux errors: approximations, right order of magnitude
-        assert 0.05 < np.median(err[k] / truth_err) < 10
+        assert np.abs((coef[k] - truth) / err[k]).max() < 3.5, (sid, np.abs((coef[k] - truth) / err[k]).max())
+        # archive-like errors (flux errors -> the population's error profile, plus the
+        # inversion's posterior sd): measured median 1.46 (giant) and 0.58 (dwarf) x the archive's
+        assert 0.3 < np.median(err[k] / truth_err) < 3, (sid, np.median(err[k] / truth_err))
 
 
-def test_inversion_round_trip(library_table, realdata_dir):
-    """Forward map of the recovered coefficients vs the sampled flux on 500 random stars.
-    Measured on all 23,411 giants: median 3.1e-6, 99th percentile 1.5e-5 of max |flux|."""
+def test_design_rounding_explains_the_flux_residual(library_table, realdata_dir):
+    """The archive coefficients of the two chunk0 stars, through GaiaXPy's default design matrix,
+    miss the library's flux by ~1.6e-6 of the flux, white: the rounding of the stored matrix to
+    DESIGN_DIGITS significant digits. Measured rms(residual / predicted sd) 1.01 and 1.02."""
+    from starfm.xp_flux import default_basis, xp_design_matrix
+    design = np.concatenate([default_basis()["design"][b] for b in ("bp", "rp")])
+    scaled = design * 10.0 ** (lib.DESIGN_DIGITS - 1 - np.floor(np.log10(np.abs(design) + 1e-300)))
+    assert np.abs(scaled - np.round(scaled))[design != 0].max() < 1e-6   # 6 digits, no more
+    var = lib.design_rounding_variance()
+    for sid in TRUTH_IDS:
+        row = int(np.flatnonzero(library_table["source_id"] == sid)[0])
+        truth, _ = _archive(realdata_dir, sid)
+        flux = library_table["flux"][row].astype(float) * float(library_table["medflux"][row])
+        u = (flux - truth @ xp_design_matrix()) / np.sqrt(truth ** 2 @ var)
+        assert 0.8 < np.sqrt(np.mean(u ** 2)) < 1.25, (sid, np.sqrt(np.mean(u ** 2)))
+
+
+def test_inversion_round_trip_and_relevancy(library_table, realdata_dir):
+    """Forward map of the recovered coefficients vs the sampled flux on 500 random stars, and
+    the relevancy rule on them. Measured on all 23,411 giants: round trip median 3.0e-6, 99th
+    percentile 3.7e-6 of max |flux| (with a fixed 2e-6 relative tolerance: 99th 1.6e-5, 311 stars
+    above 1e-5). On 4,096 giants BP n_relevant_bases falls with G (median 21 at G < 11, 13 at
+    11-14, 6 at G > 14) as DR3's do; with the old independent-point errors it rose (21 -> 47)."""
     from starfm.xp_flux import xp_design_matrix
+    from starfm.xp_tables import relevant_bases
     rows = np.random.default_rng(3).choice(len(library_table["teff"]), 500, replace=False)
-    coef, _ = _invert(library_table, rows, realdata_dir)
+    coef, err = _invert(library_table, rows, realdata_dir)
     flux = library_table["flux"][rows].astype(float) * library_table["medflux"][rows, None]
     rel = np.abs(coef @ xp_design_matrix() - flux).max(1) / np.abs(flux).max(1)
-    assert np.median(rel) < 1e-5 and np.percentile(rel, 95) < 1e-4, np.percentile(rel, [50, 95])
+    assert np.median(rel) < 1e-5 and np.percentile(rel, 95) < 1e-5, np.percentile(rel, [50, 95])
+    g = library_table["gaiaedr3_phot_g_mean_mag"][rows].astype(float)
+    nb = relevant_bases(coef[:, :55], err[:, :55], 3.0)
+    bright, faint = np.median(nb[g < 12.5]), np.median(nb[g > 14])
+    assert faint < bright, (bright, faint)
 
 
 # ---- ages ------------------------------------------------------------------------------------

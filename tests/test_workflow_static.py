@@ -307,3 +307,27 @@ def test_no_starfm_module_shadows_the_standard_library():
     assert not names & {"io", "json", "logging", "typing", "types", "copy"}
     for path in (ROOT / "src" / "starfm").rglob("*.py"):
         assert not re.search(r"from starfm import [^\n]*\bio\b|starfm\.io\b", path.read_text()), path
+
+
+def test_library_side_files_are_rule_inputs(tmp_path, realdata_dir):
+    """library.ages_path and library.prior_xp_path are library_source inputs (a changed file
+    reruns the stage), and a missing one stops the dry run with one line naming the key."""
+    ages = realdata_dir / "labels/xgboost_chem_ages/Hasselquist2020_ages.fit"
+    prior = realdata_dir / "xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits"
+
+    def dry_run(ages_path):
+        lib = f"library={{ages_path: '{ages_path}', prior_xp_path: '{prior}'}}"
+        return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                               "-d", str(tmp_path), "-n", "--cores", "1", "--config",
+                               "mode=library", f"results={tmp_path / 'results'}", lib],
+                              capture_output=True, text=True, timeout=300)
+
+    ok = dry_run(ages)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    block = ok.stdout[ok.stdout.index("rule library_source:"):]
+    inputs = block.split("input:", 1)[1].split("\n", 1)[0]
+    assert str(ages) in inputs and str(prior) in inputs, inputs
+    bad = dry_run(tmp_path / "no_ages.fit")
+    assert bad.returncode != 0
+    lines = [line for line in (bad.stdout + bad.stderr).splitlines() if "library.ages_path" in line]
+    assert len(lines) == 1 and "no_ages.fit" in lines[0] and "does not exist" in lines[0], bad.stderr

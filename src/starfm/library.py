@@ -84,7 +84,7 @@ class LibrarySettings:
     path: str = ""                   # a local copy of the .fits.gz or the wheel (no download)
     ages_path: str = "../shared/realdata/labels/xgboost_chem_ages/Hasselquist2020_ages.fit"
     prior_xp_path: str = "../shared/realdata/xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits"
-    flux_tolerance: float = 2e-6     # relative flux tolerance of the inversion
+    flux_tolerance: float = 2e-6     # relative flux tolerance of the inversion's first pass
     prior_inflation: float = 1.0     # prior sigma = this x population mad_std (coef / rp0)
     logg_max: float = 3.5
     teff_min: float = 3500.0
@@ -220,29 +220,72 @@ def giants(table: dict, s: LibrarySettings) -> np.ndarray:
 
 
 # ---- invert ----------------------------------------------------------------------------------
-def prior_population(path) -> tuple[np.ndarray, np.ndarray]:
-    """Median and mad_std of archive coefficients / rp0 (110,) from a real XP table (Vizier-style
-    ``bp_coeff_<i>`` / ``rp_coeff_<i>`` columns or ``bp_coefficients`` arrays)."""
+DESIGN_DIGITS = 6                    # significant digits of GaiaXPy's stored default design matrix
+
+
+def _prior_table(path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Archive coefficients (n, 110) and their errors (n, 110) or None, from a real XP table
+    (Vizier-style ``bp_coeff_<i>`` / ``e_bp_coeff_<i>`` columns or archive arrays)."""
     from astropy.table import Table
     path = Path(path)
     if not path.exists():
         raise StarfmInputError(f"{path}: library.prior_xp_path does not exist")
     t = Table.read(path)
     if "bp_coeff_0" in t.colnames:
-        c = np.array([np.asarray(t[f"{b}_coeff_{i}"], float) for b in ("bp", "rp")
-                      for i in range(N_XP)]).T
-    elif "bp_coefficients" in t.colnames:
-        c = np.hstack([np.asarray(t["bp_coefficients"], float), np.asarray(t["rp_coefficients"], float)])
-    else:
-        raise StarfmInputError(f"{path}: no XP coefficient columns (bp_coeff_0.. or bp_coefficients)")
-    c = c[np.isfinite(c).all(1) & (c[:, PRIOR_NORM] > 0)]
-    if len(c) < 20:
-        raise StarfmInputError(f"{path}: only {len(c)} complete XP rows for the prior")
-    t = c / c[:, PRIOR_NORM:PRIOR_NORM + 1]
+        def cols(fmt):
+            names = [fmt.format(b=b, i=i) for b in ("bp", "rp") for i in range(N_XP)]
+            return (np.array([np.asarray(t[c], float) for c in names]).T
+                    if all(c in t.colnames for c in names) else None)
+        return cols("{b}_coeff_{i}"), cols("e_{b}_coeff_{i}")
+    if "bp_coefficients" in t.colnames:
+        def arrs(fmt):
+            names = [fmt.format(b=b) for b in ("bp", "rp")]
+            return (np.hstack([np.asarray(t[c], float) for c in names])
+                    if all(c in t.colnames for c in names) else None)
+        return arrs("{b}_coefficients"), arrs("{b}_coefficient_errors")
+    raise StarfmInputError(f"{path}: no XP coefficient columns (bp_coeff_0.. or bp_coefficients)")
+
+
+def prior_population(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median and mad_std of archive coefficients / rp0 (110,) from a real XP table, and the
+    population's error profile: per band the median of err_k / err_0 (110,), what
+    :func:`invert_flux` scales to each star's flux errors."""
+    c, e = _prior_table(path)
+    good = np.isfinite(c).all(1) & (c[:, PRIOR_NORM] > 0)
+    if len(np.flatnonzero(good)) < 20:
+        raise StarfmInputError(f"{path}: only {int(good.sum())} complete XP rows for the prior")
+    t = c[good] / c[good, PRIOR_NORM:PRIOR_NORM + 1]
     med = np.median(t, 0)
     mad = 1.4826 * np.median(np.abs(t - med), 0)
     mad[PRIOR_NORM] = 1.0                       # rp0 / rp0 = 1: no information, loose prior
-    return med, np.maximum(mad, 1e-8)
+    if e is None:
+        raise StarfmInputError(f"{path}: no XP coefficient error columns (e_bp_coeff_0.. or "
+                               "bp_coefficient_errors) for the error profile")
+    e = e[good & np.isfinite(e).all(1) & (e[:, 0] > 0) & (e[:, N_XP] > 0)]
+    if len(e) < 20:
+        raise StarfmInputError(f"{path}: only {len(e)} complete XP error rows for the error profile")
+    shape = np.concatenate([np.median(e[:, :N_XP] / e[:, :1], 0),
+                            np.median(e[:, N_XP:] / e[:, N_XP:N_XP + 1], 0)])
+    return med, np.maximum(mad, 1e-8), shape
+
+
+def design_rounding_variance() -> np.ndarray:
+    """(110, 343) variance of each element of the default design matrix from its storage:
+    GaiaXPy stores the sampled bases with ``DESIGN_DIGITS`` significant digits (both 1.1.4's csv
+    and 2.1.5's xml), so an element is known to +-half a unit of its last digit (uniform:
+    variance h^2 / 3), times the merge weight. The library's flux was computed with the exact
+    bases: its residual from the archive coefficients of the two chunk0 stars through this matrix
+    is 1.01 and 1.02 x the rms this predicts (measured), white (lag-1 correlation -0.05)."""
+    from starfm.xp_flux import default_basis
+    basis = default_basis()
+    var = []
+    for b in ("bp", "rp"):
+        d = basis["design"][b]
+        a = np.abs(d)
+        exponent = np.floor(np.log10(np.where(a > 0, a, 1.0)))
+        half = np.where(a > 0, 0.5 * 10.0 ** (exponent - (DESIGN_DIGITS - 1)), 0.0)
+        var.append((half * basis["merge"][b][None, :]) ** 2 / 3.0)
+    return np.concatenate(var)
 
 
 def _solve(design, y, w, mu, s, want_cov=False):
@@ -255,33 +298,59 @@ def _solve(design, y, w, mu, s, want_cov=False):
     return (mean, np.linalg.inv(A)) if want_cov else (mean, None)
 
 
-def invert_flux(flux, flux_error, coef_scale, prior_median, prior_mad, tolerance: float = 2e-6,
-                inflation: float = 1.0, chunk_rows: int = 2048):
+def flux_error_scale(flux_error, design, error_shape):
+    """Archive-like coefficient errors (n, 110) from the sampled flux errors (n, 343).
+
+    GaiaXPy's flux error is sqrt(diag(M^T C M)) of the coefficient covariance C; 343 numbers do
+    not determine C, so C is taken diagonal with the population's error profile per band
+    (``error_shape``), e_k = a_band shape_k, and the two scales a_bp^2, a_rp^2 come from a
+    linear least-squares fit of flux_error^2 (relative residuals), one 2 x 2 solve per star."""
+    fe2 = flux_error ** 2
+    g = np.stack([(design[:N_XP] ** 2 * error_shape[:N_XP, None] ** 2).sum(0),
+                  (design[N_XP:] ** 2 * error_shape[N_XP:, None] ** 2).sum(0)], axis=1)
+    w = np.where(np.isfinite(fe2) & (fe2 > 0), 1.0 / np.where(fe2 > 0, fe2, 1.0), 0.0)
+    A = np.einsum("jk,nj,jl->nkl", g, w ** 2, g)
+    b = np.einsum("jk,nj->nk", g, w)                       # sum_j g_jk w_j^2 fe2_j
+    a2 = np.linalg.solve(A + 1e-300 * np.eye(2), b[..., None])[..., 0]
+    a = np.sqrt(np.clip(a2, 0.0, None))
+    return np.concatenate([a[:, :1] * error_shape[:N_XP], a[:, 1:] * error_shape[N_XP:]], axis=1)
+
+
+def invert_flux(flux, flux_error, coef_scale, prior_median, prior_mad, error_shape,
+                tolerance: float = 2e-6, inflation: float = 1.0, chunk_rows: int = 2048):
     """Sampled XP flux (n, 343) -> (coefficients, errors), each (n, 110) = 55 BP + 55 RP.
 
     The flux (any scale, e.g. the library's flux / medflux: the result has the same scale) is
     GaiaXPy's default sampling (:func:`starfm.xp_flux.xp_design_matrix`, truncation off) of the
     coefficients: a linear map of rank 110 with condition number ~3e7, so the solve is
-    regularised. Two passes, each one batched solve per chunk of stars (no loop over stars):
+    regularised. Each pass is one batched solve per chunk of stars (no loop over stars):
 
     ``coef_scale`` (n,): F_G in the units of ``flux`` / design (for the library: F_G / medflux).
 
     1. a loose pass (prior N(0, (100 F_G)^2) per coefficient, flux weights 1 / (tolerance |f|)^2)
-       fixes each star's rp0;
+       fixes each star's rp0 and a first set of coefficients;
     2. the final pass with a Gaussian prior per coefficient, N(rp0 * median, (inflation * rp0 *
-       mad_std)^2) from a real population of coefficients / rp0 (``prior_population``), and the
-       same flux weights: the sampled flux is an exact function of the coefficients up to its
-       float32 rounding and GaiaXPy's version (~2e-6 relative), so the data dominate wherever
-       they constrain a coefficient and the prior only fills the near-null directions.
+       mad_std)^2) from a real population of coefficients / rp0 (``prior_population``), and flux
+       weights from what limits the fit: the design matrix's rounding
+       (:func:`design_rounding_variance`; per point sum_k c_k^2 var_kj with pass 1's
+       coefficients) plus the float32 rounding of the flux (ulp^2 / 12). This noise grows with
+       the cancellation between coefficients (faint, noisy spectra), which a fixed relative
+       tolerance misses: with it 1 % of the giants missed their own flux by > 1e-5 of the peak.
 
-    Errors: the posterior covariance with weights 1 / flux_error^2 and the same prior; the
-    library gives *uncorrelated per-point* flux errors (343 points from 110 coefficients are
-    strongly correlated in truth), so these errors are approximations, not the archive's.
+    Errors: sqrt(e_flux^2 + v_inv): e_flux the archive-like errors that the library's flux
+    errors imply (:func:`flux_error_scale`, the population's error profile scaled per band),
+    v_inv the posterior variance of the final pass (how well the rounded design matrix and the
+    prior pin each coefficient: about one archive error for a G = 11.5 giant). The library's
+    per-point flux errors are not independent (343 points from 110 coefficients), so they are
+    not used as independent weights.
     """
     from starfm.xp_flux import xp_design_matrix
     design = xp_design_matrix()                     # (110, 343)
+    rounding = design_rounding_variance()           # (110, 343)
+    flux32 = np.asarray(flux, dtype=np.float32)
     flux = np.asarray(flux, dtype=np.float64)
     flux_error = np.asarray(flux_error, dtype=np.float64)
+    error_shape = np.asarray(error_shape, dtype=np.float64)
     n = len(flux)
     coef_scale = np.broadcast_to(np.asarray(coef_scale, dtype=np.float64), (n,))
     coef = np.full((n, 2 * N_XP), np.nan)
@@ -297,10 +366,12 @@ def invert_flux(flux, flux_error, coef_scale, prior_median, prior_mad, tolerance
         r0 = np.abs(c0[:, PRIOR_NORM:PRIOR_NORM + 1])
         mu = prior_median * r0
         s = inflation * prior_mad * r0
-        coef[sl], _ = _solve(design, y, w, mu, s)
-        fe = np.where(np.isfinite(flux_error[sl]) & (flux_error[sl] > 0), flux_error[sl], np.inf)
-        _, cov = _solve(design, y, 1.0 / fe ** 2, mu, s, want_cov=True)
-        err[sl] = np.sqrt(np.einsum("nii->ni", cov))
+        f32 = np.spacing(np.abs(flux32[sl])).astype(np.float64) ** 2 / 12.0
+        w = 1.0 / (c0 ** 2 @ rounding + f32 + (1e-30 * norm) ** 2)
+        coef[sl], cov = _solve(design, y, w, mu, s, want_cov=True)
+        fe = np.where(np.isfinite(flux_error[sl]) & (flux_error[sl] > 0), flux_error[sl], np.nan)
+        e_flux = flux_error_scale(fe, design, error_shape)
+        err[sl] = np.sqrt(e_flux ** 2 + np.einsum("nii->ni", cov))
     return coef, err
 
 
@@ -362,23 +433,23 @@ def library_source(library, out_labels, out_gaia_source, out_xp, out_parallax, o
     sid = t["source_id"]
 
     # -- coefficients --
-    prior_med, prior_mad = prior_population(s.prior_xp_path)
+    prior_med, prior_mad, error_shape = prior_population(s.prior_xp_path)
     med = _f(t["medflux"])[:, None]
     coef_scale = g_flux(_f(t["gaiaedr3_phot_g_mean_mag"])) / med[:, 0]
     coef_scale = np.where(np.isfinite(coef_scale), coef_scale, np.nanmedian(coef_scale))
-    coef_n, err_n = invert_flux(_f(t["flux"]), _f(t["flux_error"]), coef_scale,
-                                prior_med, prior_mad, s.flux_tolerance, s.prior_inflation,
-                                s.chunk_rows)
+    coef_n, err_n = invert_flux(t["flux"], _f(t["flux_error"]), coef_scale, prior_med,
+                                prior_mad, error_shape, tolerance=s.flux_tolerance,
+                                inflation=s.prior_inflation, chunk_rows=s.chunk_rows)
     coef, err = coef_n * med, err_n * med
     from starfm.xp_flux import xp_design_matrix
     resid = np.abs(coef_n @ xp_design_matrix() - _f(t["flux"])).max(1) / np.abs(_f(t["flux"])).max(1)
     log.info("inversion round trip: max |flux - M c| / max|flux| median %.2e, 99th pct %.2e, max %.2e",
              np.median(resid), np.percentile(resid, 99), resid.max())
     # n_relevant_bases by the archive's own rule (|c|/err > 3 on the inverted coefficients and
-    # their posterior errors): beyond k ~ 10 the library's coefficients are noise (median |c|/err
-    # 0.3-1.4), as in DR3, and the tokeniser blanks them as it does the archive's. A star whose
-    # inversion does not reproduce its sampled flux (residual above max_roundtrip of the peak,
-    # ~1 % of the giants: they carried most of the standard inputs' >50-sigma outliers) has no XP.
+    # their archive-like errors, invert_flux): beyond it the coefficients are noise, and the
+    # tokeniser blanks them as it does the archive's. A star whose inversion does not reproduce
+    # its sampled flux (residual above max_roundtrip of the peak: 8-13 of the 23,411 giants) has
+    # no XP.
     failed = ~(resid <= s.max_roundtrip)
     log.info("inversion: %d of %d stars above the round-trip limit %.1e: XP marked absent",
              int(failed.sum()), n, s.max_roundtrip)

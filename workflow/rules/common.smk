@@ -75,6 +75,21 @@ def library_file():
     return R("download/apogee_library_spectra.fits.gz")
 
 
+def library_side_inputs():
+    """Library mode: the files the source stage reads besides the library (config
+    library.ages_path, library.prior_xp_path, relative to the working directory), as rule inputs
+    so that a changed file reruns the stage; a missing one stops here with one line naming the
+    key."""
+    inputs = {}
+    for name, key in (("ages", "ages_path"), ("prior_xp", "prior_xp_path")):
+        path = config["library"][key]
+        if not path or not os.path.exists(path):
+            raise ValueError(f"config library.{key}: '{path}' does not exist "
+                             f"(relative to the working directory {os.getcwd()})")
+        inputs[name] = path
+    return inputs
+
+
 def require_labels_arg(wildcards):
     """The labels every sample star must have: mass and age (the paper), or in library mode
     (no mass, ages for a subset) library.require_labels."""

@@ -73,6 +73,7 @@ if MODE == "library":
     rule library_source:
         input:
             library=library_file(),
+            **library_side_inputs(),
         output:
             labels=R("catalogue/labels.h5"),
             gaia_source=R("gaia/gaia_source.h5"),
