@@ -86,3 +86,19 @@ def test_every_stage_command_pins_before_loading_its_module():
             "                            'mode': os.environ.get('STARFM_CPU_KERNELS')}))")
     got = _run(code, _clean_env())
     assert got == {"loaded_before_pin": [], "numpy_now": True, "mode": "portable"}
+
+
+def test_library_source_runs_single_threaded_blas():
+    """library-source's batched solves give thread-count-dependent results on OpenBLAS (8 vs 13
+    stars failing the round trip): the stage command sets OPENBLAS_NUM_THREADS=1 before numpy
+    loads, and only for that stage (a user's own value is kept)."""
+    code = ("import sys, os, json\n"
+            "sys.argv = ['starfm', '{stage}', '--help']\n"
+            "from starfm.__main__ import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps({{'threads': os.environ.get('OPENBLAS_NUM_THREADS')}}))")
+    env = _clean_env()
+    env.pop("OPENBLAS_NUM_THREADS", None)
+    assert _run(code.format(stage="library-source"), env) == {"threads": "1"}
+    assert _run(code.format(stage="zero-point"), env) == {"threads": None}
+    assert _run(code.format(stage="library-source"), {**env, "OPENBLAS_NUM_THREADS": "2"}) == {"threads": "2"}
