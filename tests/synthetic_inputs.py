@@ -50,6 +50,8 @@ def synthetic_tables(n: int = 40, seed: int = 0) -> dict[str, dict[str, np.ndarr
         "k": k, "k_err": np.full(n, 0.021),
         "teff": teff, "teff_err": np.full(n, 45.0), "logg": logg, "logg_err": np.full(n, 0.05),
         "m_h": m_h, "m_h_err": np.full(n, 0.01),
+        # [alpha/M] falls with [M/H] as in the disc (no random draw: the others' stream is kept)
+        "alpha_m": 0.1 - 0.15 * m_h, "alpha_m_err": np.full(n, 0.01),
         "mass": mass, "mass_err": 0.08 * mass, "age_gyr": age, "age_gyr_err": 0.25 * age,
     }
 

@@ -20,7 +20,7 @@ from starfm.tokens import TOKEN_INDEX, VOCABULARY
 from synthetic_inputs import DEFAULT_CUTS, drop_rows, row, synthetic_tables, write_inputs
 
 XP = [TOKEN_INDEX[f"bp{i}"] for i in range(55)] + [TOKEN_INDEX[f"rp{i}"] for i in range(55)]
-NON_XP = [k for k in range(120) if k not in XP]
+NON_XP = [k for k in range(len(VOCABULARY)) if k not in XP]
 
 
 def run(tmp_path, tables, cuts=None, test_fraction=0.1, split_seed=7, name="dataset.h5"):
@@ -493,3 +493,17 @@ def test_real_xp_rows_with_missing_bp(tmp_path, realdata_dir):
                                        rtol=1e-6)
     no_bp = star(ds, 5405570973190252288)
     assert np.isnan(ds["values"][no_bp, :55]).all() and np.isfinite(ds["values"][no_bp, 55:102]).all()
+
+
+def test_labels_without_alpha_m_assemble_with_the_token_absent(tmp_path):
+    """A labels table written before [alpha/M] was a label (no alpha_m columns) still assembles:
+    the alpha_m token is absent for every star and every other token is as with it."""
+    tables = synthetic_tables(60, seed=4)
+    a = run(tmp_path / "a", tables)
+    lacking = copy.deepcopy(tables)
+    del lacking["labels"]["alpha_m"], lacking["labels"]["alpha_m_err"]
+    b = run(tmp_path / "b", lacking)
+    k = TOKEN_INDEX["alpha_m"]
+    assert np.isfinite(a["values"][:, k]).all() and np.isnan(b["values"][:, k]).all()
+    others = np.arange(len(VOCABULARY)) != k
+    np.testing.assert_array_equal(a["values"][:, others], b["values"][:, others])

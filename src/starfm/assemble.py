@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from starfm.cli_common import run_cli, setup_logging, stage_parser
 from starfm.errors import StarfmInputError, require_rows
-from starfm.tables import match_rows, read_attrs, read_table, write_table
+from starfm.tables import column_names, match_rows, read_attrs, read_table, write_table
 from starfm.settings import add_settings_argument, parse_settings
 from starfm.tokenise import (LABEL_CUTS, CutSettings, astrometric_checks, photometric_checks,
                              tokenise)
@@ -67,6 +67,9 @@ LABEL_COLUMNS = ["source_id", "apogee_id", "glon", "glat", "j", "j_err", "h", "h
                  "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err", "alpha_m", "alpha_m_err",
                  "mass", "mass_err",
                  "age_gyr", "age_gyr_err"]
+# label columns a labels table may lack (all NaN then, logged): [alpha/M] came after the others,
+# and a table written before it still assembles, without the alpha_m token
+OPTIONAL_LABEL_COLUMNS = ("alpha_m", "alpha_m_err")
 GAIA_COLUMNS = ["source_id", "parallax", "parallax_error", "phot_g_mean_mag", "bp_rp",
                 "phot_bp_rp_excess_factor", "ruwe"]
 PARALLAX_COLUMNS = ["source_id", "zero_point", "parallax_corrected"]
@@ -236,8 +239,13 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
         raise StarfmInputError(f"--require-labels: {list(require)} must name label columns "
                                f"(unknown: {unknown})")
     default_sample = require == DEFAULT_REQUIRE
-    lab = _read_checked(labels, LABEL_COLUMNS, "labels",
+    have = set(column_names(labels))
+    absent = [c for c in OPTIONAL_LABEL_COLUMNS if c not in have]
+    lab = _read_checked(labels, [c for c in LABEL_COLUMNS if c not in absent], "labels",
                         None if default_sample else list(require))
+    for c in absent:
+        log.info("%s: no column '%s': that label is absent for every star", labels, c)
+        lab[c] = np.full(len(lab["source_id"]), np.nan)
     sid = lab["source_id"]
     if (sid == 0).any():
         raise StarfmInputError(f"{labels}: {int((sid == 0).sum())} rows with source_id 0 "

@@ -152,6 +152,18 @@ def read_table(path: str | os.PathLike, columns: Iterable[str] | None = None,
         return out
 
 
+def column_names(path: str | os.PathLike) -> list[str]:
+    """The column names of an HDF5 column table (top level), without reading the data."""
+    path = Path(path)
+    if not path.exists():
+        raise StarfmInputError(f"{path}: file not found")
+    try:
+        with h5py.File(path, "r") as f:
+            return [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
+    except OSError as exc:
+        raise StarfmInputError(f"{path}: not a readable HDF5 file ({exc})") from exc
+
+
 def read_attrs(path: str | os.PathLike) -> dict:
     """Root attributes of an HDF5 file written by :func:`write_table`."""
     with h5py.File(path, "r") as f:
