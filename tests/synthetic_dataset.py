@@ -48,7 +48,7 @@ TRAINED_CONFIG = dict(epochs=8, batch_size=64, lr=3e-3, n_requests=12, seed=5, l
 
 
 def synthetic_stars(n_stars: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Values (n,120), errors (n,120) float32 in physical token units, plus truth and meta columns."""
+    """Values (n, 121), errors (n, 121) float32 in physical token units, plus truth and meta columns."""
     rng = np.random.default_rng(seed)
     mrng = np.random.default_rng(12345)  # the "physics" (XP response) is the same for every seed
     n = n_stars
@@ -102,6 +102,13 @@ def synthetic_stars(n_stars: int, seed: int = 0) -> dict[str, np.ndarray]:
     put("logg", logg, 0.05, no_apogee)
     put("m_h", m_h, 0.03, no_apogee)
     put("ln_ebv", np.log(ebv), 0.1)
+    # [alpha/M] falls with [M/H] as in the disc; drawn from its own generator so the other
+    # columns are those of the 120-token version of this dataset
+    arng = np.random.default_rng(seed + 10**6)
+    alpha_m = 0.08 - 0.25 * m_h + arng.normal(0, 0.02, n)
+    k_alpha = TOKEN_INDEX["alpha_m"]
+    values[:, k_alpha] = np.where(no_apogee, np.nan, alpha_m + arng.normal(0, 0.02, n))
+    errors[:, k_alpha] = 0.02
     # L ∝ M T^4 / g; pseudo-luminosity = parallax[mas] 10^(G/5) = 100 10^((M_G + A_G)/5)
     log10_lum = np.log10(mass) + 4 * np.log10(teff / 5772) - (logg - 4.44) + 0.1 * m_h
     abs_g = 4.67 - 2.5 * log10_lum
@@ -116,7 +123,7 @@ def synthetic_stars(n_stars: int, seed: int = 0) -> dict[str, np.ndarray]:
     parallax_error = np.full(n, 0.03)
     return {
         "values": values.astype(np.float32), "errors": errors.astype(np.float32),
-        "truth": {"mass": mass, "age_gyr": age_gyr, "m_h": m_h, "teff": teff, "logg": logg,
+        "truth": {"mass": mass, "age_gyr": age_gyr, "m_h": m_h, "alpha_m": alpha_m, "teff": teff, "logg": logg,
                   "distance_kpc": distance_kpc, "ebv": ebv},
         "meta": {"phot_g_mean_mag": g_mag, "parallax": parallax + rng.normal(0, 0.03, n),
                  "parallax_corrected": parallax, "parallax_error": parallax_error,

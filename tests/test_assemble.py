@@ -1,4 +1,4 @@
-"""Assembly: cuts, the 120 tokens (values, errors), the split, the standardisation, truth, bad input.
+"""Assembly: cuts, the 121 tokens (values, errors), the split, the standardisation, truth, bad input.
 
 Inputs are written by ``tests/synthetic_inputs.py`` (a few dozen red giants that pass every cut,
 in shuffled row order per table); each test edits chosen stars and checks them by source_id.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from starfm import tokens
-from starfm.baseline import cli, load_baseline, load_baselines, train_baseline
+from starfm.baseline import TARGET_TOKENS, cli, load_baseline, load_baselines, train_baseline
 from starfm.dataset import read_dataset
 from starfm.input_settings import SETTINGS, XGBOOST_SETTINGS
 from starfm.errors import StarfmInputError
@@ -34,8 +34,8 @@ def make_tiny_dataset(path, n=800, seed=0, test_fraction=0.25, truth=True):
     parallax = rng.uniform(0.1, 2.0, n)
     z = np.column_stack([(mass - 1.5), (ln_age - 1.2), m_h, (logg - 2.4), (teff - 4200) / 300,
                          ln_ebv + 2])
-    values = np.full((n, 120), np.nan, np.float32)
-    errors = np.zeros((n, 120), np.float32)
+    values = np.full((n, len(tokens.VOCABULARY)), np.nan, np.float32)
+    errors = np.zeros((n, len(tokens.VOCABULARY)), np.float32)
     w = rng.normal(0, 1, (z.shape[1], 113))
     xp_col = z @ w + rng.normal(0, 0.02, (n, 113))
     values[:, :113] = xp_col
@@ -43,11 +43,14 @@ def make_tiny_dataset(path, n=800, seed=0, test_fraction=0.25, truth=True):
     values[:, tokens.TOKEN_INDEX["teff"]] = teff
     values[:, tokens.TOKEN_INDEX["logg"]] = logg
     values[:, tokens.TOKEN_INDEX["m_h"]] = m_h
+    # [alpha/M] falls with [M/H] (own generator: the other columns keep their draws)
+    alpha_m = 0.05 - 0.2 * m_h + np.random.default_rng(seed + 10**6).normal(0, 0.01, n)
+    values[:, tokens.TOKEN_INDEX["alpha_m"]] = alpha_m
     values[:, tokens.TOKEN_INDEX["ln_ebv"]] = ln_ebv
     values[:, tokens.TOKEN_INDEX["pseudo_luminosity"]] = parallax * 10 ** (g / 5)
     values[:, tokens.TOKEN_INDEX["mass"]] = mass
     values[:, tokens.TOKEN_INDEX["ln_age"]] = ln_age
-    for name, err in [("teff", 40.0), ("logg", 0.05), ("m_h", 0.02), ("mass", 0.1),
+    for name, err in [("teff", 40.0), ("logg", 0.05), ("m_h", 0.02), ("alpha_m", 0.01), ("mass", 0.1),
                       ("ln_age", 0.2), ("ln_ebv", 0.1), ("pseudo_luminosity", 1.0)]:
         errors[:, tokens.TOKEN_INDEX[name]] = err
     # high-order coefficients irrelevant for a third of the stars, a few labels missing
@@ -63,7 +66,8 @@ def make_tiny_dataset(path, n=800, seed=0, test_fraction=0.25, truth=True):
             "glat": rng.uniform(-30, 30, n), "ebv_median": np.exp(ln_ebv)}
     groups = {"meta": meta}
     if truth:
-        groups["truth"] = {"mass": mass, "age_gyr": np.exp(ln_age), "m_h": m_h, "teff": teff,
+        groups["truth"] = {"mass": mass, "age_gyr": np.exp(ln_age), "m_h": m_h, "alpha_m": alpha_m,
+                           "teff": teff,
                            "logg": logg, "ebv": np.exp(ln_ebv), "distance_kpc": 1 / parallax}
     write_table(path, {"source_id": np.arange(n, dtype=np.int64) + 10**15, "values": values,
                        "errors": errors, "is_test": is_test},
@@ -101,7 +105,7 @@ def test_baseline_learns_and_reloads(tiny):
     assert np.corrcoef(np.log(pred["age"]), age)[0, 1] > 0.8
     assert set(summary) == set(XGBOOST_SETTINGS)
     for per_setting in summary.values():
-        assert set(per_setting) == {"mass", "ln_age", "teff", "logg", "m_h"}
+        assert set(per_setting) == set(TARGET_TOKENS.values())
         # the 10 % hold-out exists and early stopping chose an iteration within n_estimators
         assert all(s["n_valid"] > 0 and 0 <= s["best_iteration"] < 150
                    for s in per_setting.values())
@@ -179,8 +183,8 @@ def test_bad_inputs_name_the_file(tmp_path):
     with pytest.raises(StarfmInputError, match="missing.h5"):
         train_baseline(tmp_path / "missing.h5", tmp_path / "o.json")
     # a dataset without is_test
-    write_table(tmp_path / "nocol.h5", {"source_id": np.arange(3), "values": np.zeros((3, 120)),
-                                        "errors": np.zeros((3, 120))},
+    write_table(tmp_path / "nocol.h5", {"source_id": np.arange(3), "values": np.zeros((3, len(tokens.VOCABULARY))),
+                                        "errors": np.zeros((3, len(tokens.VOCABULARY)))},
                 attrs={"vocabulary": tokens.VOCABULARY})
     with pytest.raises(StarfmInputError, match="nocol.h5.*is_test"):
         train_baseline(tmp_path / "nocol.h5", tmp_path / "o.json")

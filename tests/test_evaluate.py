@@ -17,17 +17,18 @@ import pytest
 
 from starfm import tokens
 from starfm.baseline import load_baselines, train_baseline
+from starfm.baseline import TARGET_TOKENS
 from starfm.evaluate import cli, evaluate, residual_metrics, robust_scatter, zscore
 from starfm.input_settings import SETTINGS, XGBOOST_SETTINGS
 from starfm.errors import StarfmInputError
 from starfm.tables import read_table
 from test_baseline import make_tiny_dataset
 
-OUT_TOKENS = ["mass", "ln_age", "teff", "logg", "m_h"]
+OUT_TOKENS = ["mass", "ln_age", "teff", "logg", "m_h", "alpha_m"]
 # per output token: (extra noise std added, offset); predicted sigma is chosen so that
 # sqrt(sigma_pred^2 + label_err^2) equals the true residual std -> z-score std 1
 NOISE = {"mass": (0.1, 0.0), "ln_age": (0.2, 0.0), "teff": (50.0, 30.0), "logg": (0.05, 0.0),
-         "m_h": (0.03, 0.0)}
+         "m_h": (0.03, 0.0), "alpha_m": (0.01, 0.0)}
 HIGH_ORDER_ONLY_FACTOR = 3.0
 INFORMATIVE = set(tokens.XP_BP[:25] + tokens.XP_RP[:25] + tokens.COLOURS
                   + ["pseudo_luminosity", "ln_ebv"])
@@ -198,11 +199,12 @@ def test_high_order_uncertainties_grow(setup):
 def test_identity_labels_given_as_inputs_come_back(setup):
     d, model, metrics = setup
     inputs = _call(model, "high_order+labels")["inputs"]
-    assert set(OUT_TOKENS) <= set(inputs) and len(inputs) <= 64
-    assert set(inputs) - set(OUT_TOKENS) <= set(SETTINGS["high_order"].inputs)
-    assert inputs[:len(OUT_TOKENS)] != OUT_TOKENS            # mixed in, not a prefix
+    given = [t for t in OUT_TOKENS if t in inputs]          # the paper's labels ([alpha/M] not given)
+    assert given == [t for t in OUT_TOKENS if t != "alpha_m"] and len(inputs) <= 64
+    assert set(inputs) - set(given) <= set(SETTINGS["high_order"].inputs)
+    assert inputs[:len(given)] != given                      # mixed in, not a prefix
     ident = metrics["settings"]["high_order+labels"]["transformer"]
-    for label in tokens.TARGETS:
+    for label in (lb for lb in tokens.TARGETS if TARGET_TOKENS[lb] in inputs):
         assert ident[label]["scatter"] < 1e-3 * metrics["transformer"][label]["scatter"], label
         assert ident[label]["n"] == metrics["transformer"][label]["n"], label
     p = read_table(d / "pred.h5", group="settings/high_order+labels")
@@ -379,8 +381,8 @@ def test_context_order_does_not_change_a_prediction():
     from starfm.model import SIZES, StarModel
 
     torch.manual_seed(0)
-    fm = StarFM(StarModel(SIZES["small"]), tokens.VOCABULARY, np.zeros(120), np.ones(120))
-    values = np.random.default_rng(0).normal(0, 1, (50, 120))
+    fm = StarFM(StarModel(SIZES["small"]), tokens.VOCABULARY, np.zeros(len(tokens.VOCABULARY)), np.ones(len(tokens.VOCABULARY)))
+    values = np.random.default_rng(0).normal(0, 1, (50, len(tokens.VOCABULARY)))
     values[:25, 40:55] = np.nan
     inputs = list(SETTINGS["high_order+labels"].inputs)
     a, sa = fm.predict(values, inputs=inputs, outputs=OUT_TOKENS)

@@ -133,7 +133,7 @@ def test_design_matrix_is_gaiaxpy_calibrate():
 def test_grid_is_the_spec_grid():
     v = ec.grid_values(ebv_reference=0.01)
     logg = _column(v, "logg")
-    assert v.shape == (4 * 16, 120)
+    assert v.shape == (4 * 16, len(tokens.VOCABULARY))
     np.testing.assert_allclose(logg[:16], np.arange(1.0, 2.51, 0.1))
     np.testing.assert_allclose(_column(v, "teff"), 5200 - 441.86 * (3.65 - logg))
     assert set(_column(v, "m_h")) == {0.0} and set(_column(v, "mass")) == {1.2}
@@ -255,8 +255,8 @@ def test_reference_lies_where_the_model_was_trained():
     outside its training set; then exp(median - 2 mad_std)."""
     class Standardised(ReddenedModel):
         token_index = tokens.TOKEN_INDEX
-        token_median = np.zeros(120)
-        token_mad_std = np.ones(120)
+        token_median = np.zeros(len(tokens.VOCABULARY))
+        token_mad_std = np.ones(len(tokens.VOCABULARY))
 
     m = Standardised()
     i = tokens.TOKEN_INDEX["ln_ebv"]

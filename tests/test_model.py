@@ -10,17 +10,19 @@ import pytest
 import torch
 
 from starfm import model as M
-from starfm.tokens import TOKEN_INDEX
+from starfm.tokens import TOKEN_INDEX, VOCABULARY
 
 from helpers import TINY_NET as TINY
+
+N_TOK = len(VOCABULARY)
 
 
 def _inputs(b=6, length=10, r=3, seed=0):
     g = torch.Generator().manual_seed(seed)
-    token = torch.stack([torch.randperm(120, generator=g)[:length] for _ in range(b)])
+    token = torch.stack([torch.randperm(N_TOK, generator=g)[:length] for _ in range(b)])
     value = torch.randn(b, length, generator=g)
     pad = torch.arange(length)[None, :] >= torch.randint(1, length + 1, (b,), generator=g)[:, None]
-    req = torch.randint(0, 120, (b, r), generator=g)
+    req = torch.randint(0, N_TOK, (b, r), generator=g)
     return token, value, pad, req
 
 
@@ -53,7 +55,7 @@ def test_padding_is_ignored(tiny_model):
     g = torch.Generator().manual_seed(1)
     # padded slots: any value, any token, even NaN -> same answer
     value2 = torch.where(pad, torch.randn(value.shape, generator=g) * 100, value)
-    token2 = torch.where(pad, torch.randint(0, 120, token.shape, generator=g), token)
+    token2 = torch.where(pad, torch.randint(0, N_TOK, token.shape, generator=g), token)
     for v, t in ((value2, token2), (torch.where(pad, torch.nan, value), token)):
         m2, l2 = tiny_model(t, v, pad, req)
         torch.testing.assert_close(m2, mean)
@@ -110,7 +112,7 @@ def _present(b=4000, seed=0):
     g = torch.Generator().manual_seed(seed)
     n_present = torch.randint(1, 121, (b,), generator=g)
     n_present[:500] = 120                         # full stars to test the 5-64 law
-    keys = torch.rand(b, 120, generator=g)
+    keys = torch.rand(b, N_TOK, generator=g)
     rank = keys.argsort(1).argsort(1)
     return rank < n_present[:, None]
 
@@ -134,7 +136,7 @@ def test_context_sampler():
     assert full.unique().numel() >= 50                    # 60 possible values, 500 draws
     assert abs(full.float().mean().item() - 34.5) < 2.5   # sd of the mean 17.3/sqrt(500) = 0.8
     # every present token gets picked (tokens are chosen uniformly)
-    counts = torch.zeros(120).index_add_(0, token[:500][~pad[:500]], torch.ones(int((~pad[:500]).sum())))
+    counts = torch.zeros(N_TOK).index_add_(0, token[:500][~pad[:500]], torch.ones(int((~pad[:500]).sum())))
     assert (counts > 0).all()
     # deterministic given the generator, different with another seed
     t2, p2 = M.sample_context(present, 5, 64, torch.Generator().manual_seed(3))
@@ -145,10 +147,10 @@ def test_context_sampler():
 
 def test_spectra_in_contexts_follow_the_priority():
     present = _present()
-    prio = torch.arange(120, dtype=torch.float32)          # token k: priority k
+    prio = torch.arange(N_TOK, dtype=torch.float32)          # token k: priority k
     prio[TOKEN_INDEX["mass"]] = float("inf")               # never
     prio[TOKEN_INDEX["teff"]] = -1.0                       # first, when offered
-    keep = torch.ones(120)
+    keep = torch.ones(N_TOK)
     keep[TOKEN_INDEX["teff"]] = 0.5
     g = torch.Generator().manual_seed(5)
     token, pad = M.sample_context(present, 5, 64, g, prio, 1.0, keep)
@@ -180,11 +182,11 @@ def test_spectra_in_contexts_follow_the_priority():
 
 
 def test_labels_in_contexts_start_with_the_anchor_tokens():
-    present = torch.ones(4000, 120, dtype=torch.bool)
+    present = torch.ones(4000, N_TOK, dtype=torch.bool)
     present[::2, TOKEN_INDEX["mass"]] = False             # an absent anchor is simply skipped
-    anchor = torch.zeros(120, dtype=torch.bool)
+    anchor = torch.zeros(N_TOK, dtype=torch.bool)
     anchor[[TOKEN_INDEX[t] for t in ("teff", "logg", "m_h", "mass", "ln_age", "ln_ebv")]] = True
-    prio = torch.arange(120, dtype=torch.float32)
+    prio = torch.arange(N_TOK, dtype=torch.float32)
     token, pad = M.sample_context(present, 5, 64, torch.Generator().manual_seed(8), prio, 0.3,
                                   anchor=anchor, anchor_fraction=0.4)
     n_anchor = (anchor[token] & ~pad).sum(1)
@@ -211,7 +213,7 @@ def test_labels_in_contexts_start_with_the_anchor_tokens():
 
 def test_request_sampler_weights():
     present = _present(b=3000)
-    w = torch.ones(120)
+    w = torch.ones(N_TOK)
     w[TOKEN_INDEX["bp_rp"]] = 0.0
     w[TOKEN_INDEX["mass"]] = 8.0
     token, valid = M.sample_requests(present, 4, w, torch.Generator().manual_seed(0))

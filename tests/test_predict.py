@@ -514,7 +514,7 @@ def test_model_file_records_cuts_tokens_and_coverage(tiny_model):
     # 0.5-99.5 percentiles: 99 % of the finite train values lie inside (+-1 star of rounding)
     assert abs(inside.sum() / np.isfinite(teff).sum() - 0.99) < 0.01
     assert set(rec["coverage"]) == {"phot_g_mean_mag", "bp_rp", "j_k", "teff", "logg", "m_h",
-                                    "mass", "ln_age"}
+                                    "alpha_m", "mass", "ln_age"}
     fm = StarFM.load(tiny_model)
     assert set(fm.tokens_seen) == {t for t, c in rec["token_counts"].items() if c > 0}
 

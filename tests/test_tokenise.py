@@ -26,7 +26,7 @@ def _columns(n=50, seed=0):
 def test_values_errors_and_chunk_independence():
     cols = _columns()
     v, e = tokenise(cols)
-    assert v.shape == e.shape == (50, 120) and v.dtype == e.dtype == np.float32
+    assert v.shape == e.shape == (50, len(tokens.VOCABULARY)) and v.dtype == e.dtype == np.float32
     flux = g_flux(cols["phot_g_mean_mag"])
     rel = np.arange(55)[None, :] < np.where(cols["rp_n_relevant_bases"] > 51, 55, cols["rp_n_relevant_bases"])[:, None]
     expected = np.where(rel, cols["rp_coefficients"] / flux[:, None], np.nan).astype(np.float32)

@@ -63,7 +63,7 @@ def test_uninterrupted_run_writes_model_log_and_checkpoint(uninterrupted):
     assert torch.load(d / "ckpt.pt", weights_only=True)["epoch"] == 3
     model = torch.load(d / "model.pt", weights_only=True)
     assert model["vocabulary"] == tokens.VOCABULARY
-    assert model["token_mad_std"].shape == (120,)
+    assert model["token_mad_std"].shape == (len(tokens.VOCABULARY),)
 
 
 def test_resume_matches_uninterrupted(small_dataset, uninterrupted, tmp_path):
@@ -227,7 +227,7 @@ def test_spectra_in_context_order_and_offer():
 
 def test_gradient_clipping_bounds_the_step():
     from starfm.model import StarModel
-    x = torch.randn(64, 120)
+    x = torch.randn(64, len(tokens.VOCABULARY))
     x[:, 100:] = float("nan")
     e = torch.full_like(x, 0.1)
     batch = T.draw_batch(x, e, TINY, 4, T.TrainConfig().sampling_tensors()["request_weight"], torch.Generator().manual_seed(0))

@@ -66,7 +66,8 @@ log = logging.getLogger("starfm.evaluate")
 
 UNITS = tokens.TARGET_UNITS
 # label -> column of the dataset's truth group (docs/data_products.md, mock/truth.h5)
-TRUTH_COLUMNS = {"mass": "mass", "age": "age_gyr", "teff": "teff", "logg": "logg", "m_h": "m_h"}
+TRUTH_COLUMNS = {"mass": "mass", "age": "age_gyr", "teff": "teff", "logg": "logg", "m_h": "m_h",
+                 "alpha_m": "alpha_m"}
 MAD_TO_SIGMA = 1.4826
 
 
