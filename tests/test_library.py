@@ -215,15 +215,18 @@ def test_library_generated_spectra_beat_a_label_blind_guess(library_run):
     assert n["inputs"] == ["teff", "logg", "m_h", "ln_ebv"]
     # every default bin (chosen where the test giants are dense) is populated: 6 spectra panels
     assert n["n_bins"] == 6 and n["skipped"] == []
-    assert all(b["n_stars"] >= 30 and b["n_coefficients_scored"] >= 40 for b in n["bins"])
+    # 32-51 stars per bin; 36-39 of the 60 coefficients scored (present in >= 5 of a bin's
+    # stars: the relevancy rule keeps a median 13 BP coefficients; 40+ before it was corrected)
+    assert all(b["n_stars"] >= 30 and b["n_coefficients_scored"] >= 30 for b in n["bins"])
     # Per-star score (median |prediction - observed| / the bin's observed scatter over bp0-29,
-    # rp0-29), measured on the 4 Dec 2026 library run (final-lib2): generated 0.49-0.67 per bin,
-    # label-blind median of all test giants 0.74-1.01, the model given E(B-V) only 0.63-0.91;
-    # over the 6 bins 0.534 / 0.805 / 0.661, i.e. generated / label-blind 0.66. The generated
+    # rp0-29), measured on the 4 Dec 2026 library runs: generated 0.40-0.63 per bin (0.49-0.67
+    # before the inversion was reweighted and [alpha/M] added), label-blind median of all test
+    # giants 0.74-1.09, the model given E(B-V) only ~0.63; over the 6 bins 0.493 / 0.873 / 0.634
+    # (before: 0.534 / 0.805 / 0.661), i.e. generated / label-blind 0.56 (0.66). The generated
     # spectrum must beat the label-blind one in every bin (worst measured ratio 0.85), and by a
     # fifth over the bins (< 0.8: the dust-only model, which ignores the labels, reaches 0.82,
     # so a model whose spectra do not depend on the labels fails), and beat the dust-only model.
     for b in n["bins"]:
         assert b["paired_generated"] < b["paired_label_blind"], b
     assert n["paired_generated_over_bins"] < 0.8 * n["paired_label_blind_over_bins"]
-    assert n["paired_generated_over_bins"] < 0.9 * n["paired_dust_only_over_bins"]   # 0.81 measured
+    assert n["paired_generated_over_bins"] < 0.9 * n["paired_dust_only_over_bins"]   # 0.78, 0.81 measured
