@@ -2,7 +2,7 @@
 data-driven forward model fitted on half of the library would be.
 
     PYTHONPATH=src nice python benchmarks/mock_vs_sky.py \
-        --library-run /work/final-lib2/results --mock-run /work/final-default/results
+        --library-run <library run>/results --mock-run <default run>/results
 
 Reads two finished runs' ``dataset.h5`` (token values in physical units: XP tokens are
 coefficient / F_G), the library run's ``catalogue/labels.h5`` ([alpha/M]) and the mock run's
@@ -170,8 +170,8 @@ def info_and_transfer(train: dict, test_self: dict, test_real: dict | None, seed
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--library-run", type=Path, default=Path("/work/final-lib2/results"))
-    ap.add_argument("--mock-run", type=Path, default=Path("/work/final-default/results"))
+    ap.add_argument("--library-run", type=Path, required=True, help="a library run's results folder")
+    ap.add_argument("--mock-run", type=Path, required=True, help="a mock (default) run's results folder")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "mock_vs_sky.json")
     # degree 4, ridge 1e-5 (x the mean diagonal of the normal matrix): of degrees 3-6 and ridges
     # 1e-3-1e-7 the best on the check half (median |offset| of the noise-free model 0.157 sigma;
