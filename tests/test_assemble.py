@@ -507,3 +507,13 @@ def test_labels_without_alpha_m_assemble_with_the_token_absent(tmp_path):
     assert np.isfinite(a["values"][:, k]).all() and np.isnan(b["values"][:, k]).all()
     others = np.arange(len(VOCABULARY)) != k
     np.testing.assert_array_equal(a["values"][:, others], b["values"][:, others])
+
+
+def test_require_labels_naming_an_absent_optional_column_is_one_line(tmp_path):
+    tables = synthetic_tables(30, seed=4)
+    del tables["labels"]["alpha_m"], tables["labels"]["alpha_m_err"]
+    paths = write_inputs(tmp_path, tables)
+    with pytest.raises(StarfmInputError, match=r"labels\.h5: --require-labels names \['alpha_m'\]"):
+        assemble(**paths, cuts=copy.deepcopy(DEFAULT_CUTS), test_fraction=0.1, split_seed=7,
+                 out=tmp_path / "d.h5", require_labels=("teff", "alpha_m"))
+    assert not (tmp_path / "d.h5").exists()

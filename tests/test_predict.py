@@ -697,3 +697,19 @@ def test_ood_flag_from_a_predicted_label(realdata_dir, tiny_model, tmp_path):
     t = read_table(tmp_path / "p.h5")
     assert np.isfinite(t["teff"]).all() and (t["flag"] & 1024).all()
     assert counts["outside"] == {"teff": len(t["teff"])}
+
+
+def test_generate_refuses_a_parameter_the_model_never_saw(tiny_model):
+    """generate gives each parameter to the model as an input token; one the model never saw in
+    training (mass for the library model, [alpha/M] for one trained on a labels table without
+    it) has an untrained embedding, so it is a one-line error, not a silent guess."""
+    from starfm.generate import generate
+    from starfm.inference import StarFM
+
+    fm = StarFM.load(tiny_model)
+    out = generate(fm, {"teff": [4700.0], "logg": [2.5], "mass": [1.2]})
+    assert np.isfinite(out["bp_coefficients"][:, 0]).all()          # seen: fine
+    fm.training = {**fm.training, "token_counts": {**fm.training["token_counts"], "mass": 0}}
+    with pytest.raises(StarfmInputError, match=r"never saw \['mass'\]"):
+        generate(fm, {"teff": [4700.0], "logg": [2.5], "mass": [1.2]})
+    assert np.isfinite(generate(fm, {"teff": [4700.0], "logg": [2.5]})["flux"]).all()

@@ -241,6 +241,9 @@ def assemble(labels, gaia_source, xp, parallax, extinction, cuts, test_fraction:
     default_sample = require == DEFAULT_REQUIRE
     have = set(column_names(labels))
     absent = [c for c in OPTIONAL_LABEL_COLUMNS if c not in have]
+    if set(absent) & set(require):
+        raise StarfmInputError(f"{labels}: --require-labels names {sorted(set(absent) & set(require))}, "
+                               "a column this labels table does not have")
     lab = _read_checked(labels, [c for c in LABEL_COLUMNS if c not in absent], "labels",
                         None if default_sample else list(require))
     for c in absent:

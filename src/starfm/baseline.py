@@ -184,7 +184,7 @@ def _train_one(xgb, ds: Dataset, train: np.ndarray, held_out: np.ndarray, inputs
     return entries, summary
 
 
-def train_baseline(dataset: str | Path, out: str | Path, n_estimators: int = 300, seed: int = 5,
+def train_baseline(dataset: str | Path, out: str | Path, n_estimators: int = 2000, seed: int = 5,
                    threads: int = 2, settings=None) -> dict:
     """Train one XGBoost regressor per label and XGBoost setting on the train split; write ``out``.
 

@@ -59,8 +59,9 @@ def sample_spectrum(coefficients: np.ndarray, errors: np.ndarray | None = None):
 def generate(fm, params: Mapping, g_mag=None, batch_size: int = 4096) -> dict:
     """XP coefficients and sampled spectra for stars with the given parameters.
 
-    ``params``: name -> array (or scalar) for any of teff [K], logg, m_h [dex], mass [Msun],
-    age [Gyr], ebv [mag]; absent or NaN = not given. ``g_mag``: G of the stars (scale only;
+    ``params``: name -> array (or scalar) for any of teff [K], logg, m_h, alpha_m [dex],
+    mass [Msun], age [Gyr], ebv [mag]; absent or NaN = not given; a parameter whose token the
+    model never saw in training is an error. ``g_mag``: G of the stars (scale only;
     default 12). Returns the output columns (see the module docstring).
     """
     unknown = sorted(set(params) - set(PARAMETERS) - {"source_id", "g_mag", "phot_g_mean_mag"})
@@ -79,6 +80,11 @@ def generate(fm, params: Mapping, g_mag=None, batch_size: int = 4096) -> dict:
             token, transform = PARAMETERS[name]
             values[:, tokens.TOKEN_INDEX[token]] = transform(v) if transform else v
     inputs = [PARAMETERS[k][0] for k in given]
+    seen = getattr(fm, "tokens_seen", None)
+    unseen = [k for k in given if seen is not None and PARAMETERS[k][0] not in set(seen)]
+    if unseen:   # e.g. mass for the library model: its embedding was never trained
+        raise StarfmInputError(f"generate: the model never saw {unseen} in training; leave "
+                               f"{'it' if len(unseen) == 1 else 'them'} out")
     mean, std = fm.predict(values, inputs=inputs, outputs=tokens.XP_BP + tokens.XP_RP,
                            batch_size=batch_size)
     G = np.broadcast_to(np.asarray(DEFAULT_G_MAG if g_mag is None else g_mag, np.float64), (n,)).copy()

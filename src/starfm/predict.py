@@ -14,7 +14,7 @@ the very function assembly trains on - and asks the model (:class:`starfm.infere
 One output row per input source (a source split over two rows of a chunk, BP in one and RP in
 the other, becomes one row; repeats further apart than ``chunk_rows`` are not merged - archive
 files hold each source once): ``mass`` [Msun],
-``age`` [Gyr], ``teff`` [K], ``logg``, ``m_h`` [dex], ``ebv`` [mag, the Combined19/SFD scale of
+``age`` [Gyr], ``teff`` [K], ``logg``, ``m_h``, ``alpha_m`` [dex], ``ebv`` [mag, the Combined19/SFD scale of
 training], ``distance`` [kpc], each with ``<name>_err`` (the model's sigma; age, ebv and
 distance by the delta method from ln age, ln E(B-V) and the pseudo-luminosity); the inputs used
 (``phot_g_mean_mag`` - Gaia's or synthesised -, ``bp_rp``, ``parallax``, ``parallax_corrected``,
@@ -80,7 +80,7 @@ FLAGS = {1: "not in the gaia_source table (or none given)",
          512: "an input token the model never saw in training was given: dropped (e.g. a parallax "
               "for a model trained without pseudo-luminosity)",
          1024: "outside the training giants' coverage (as DistMass BITMASK 2): G, BP-RP (Gaia's, "
-               "else synthesised from XP), J-K or a predicted teff, logg, m_h, mass, age outside "
+               "else synthesised from XP), J-K or a predicted teff, logg, m_h, alpha_m, mass, age outside "
                "the model's recorded 0.5-99.5 percentile range of its train split"}
 GAIA_COLUMNS = ("phot_g_mean_mag", "bp_rp", "phot_bp_rp_excess_factor", "parallax", "parallax_error",
                 "ruwe", "nu_eff_used_in_astrometry", "pseudocolour", "ecl_lat",

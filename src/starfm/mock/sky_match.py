@@ -103,7 +103,8 @@ class _quiet:
 # ---- measurements (2)-(3) ----------------------------------------------------------------------
 def xgb_fit_predict(x_train, y_train, x_tests: list, seed: int, n_estimators: int = 300,
                     threads: int = 1) -> list[np.ndarray]:
-    """One XGBoost regressor as the baseline stage trains it (``starfm.baseline.XGB_PARAMS``;
+    """One XGBoost regressor with the baseline stage's parameters (``starfm.baseline.XGB_PARAMS``;
+    at most ``n_estimators`` trees: 300 here, the measurement's reference, the stage's 2,000;
     early stopping on a seeded ``VALIDATION_FRACTION`` of the train rows, patience
     ``EARLY_STOPPING_ROUNDS``), on rows with a finite target; predictions for each of ``x_tests``.
     NaN inputs are absent (XGBoost's default branch)."""
