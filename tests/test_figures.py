@@ -582,6 +582,10 @@ def test_generated_vs_observed_bad_settings_are_one_line(small_dataset):
     model = LookupModel(ds.values[ds.is_test])
     with pytest.raises(StarfmInputError, match="equal"):
         prepare_generated_vs_observed(ds, model, VersusObservedSettings(teff_centres=(4500.0,)))
-    with pytest.raises(StarfmInputError, match="no .* bin"):
-        prepare_generated_vs_observed(ds, model, VersusObservedSettings(
-            teff_centres=(9000.0,), logg_centres=(0.1,), m_h_centres=(0.0,)))
+    # no populated bin (a tiny survey): no error, the figure says so and lists the counts
+    d = prepare_generated_vs_observed(ds, model, VersusObservedSettings(
+        teff_centres=(9000.0,), logg_centres=(0.1,), m_h_centres=(0.0,)))
+    assert d["bins"] == [] and d["skipped"] == [{"teff": 9000.0, "logg": 0.1, "m_h": 0.0, "n_stars": 0}]
+    from starfm.figures.generated_spectra import plot_generated_vs_observed
+    fig = plot_generated_vs_observed(d, VersusObservedSettings(min_stars=10))
+    assert "No (Teff, logg, [M/H]) bin has 10 test stars" in fig.axes[0].texts[0].get_text()
