@@ -140,6 +140,27 @@ def load_baseline(path: str | Path, setting: str = input_settings.HEADLINE) -> B
     return _baseline_from_entry(path, setting, doc["settings"][setting])
 
 
+def fit_booster(xgb, x_fit, y_fit, x_valid, y_valid, params: dict, n_estimators: int,
+                feature_names=None):
+    """One booster on (x_fit, y_fit), early-stopped on the valid rows when there are any
+    (patience :data:`EARLY_STOPPING_ROUNDS`, else all ``n_estimators`` rounds): (booster, best
+    iteration, valid RMSE at it - NaN without valid rows). NaN inputs are absent."""
+    dfit = xgb.DMatrix(x_fit, label=y_fit, missing=np.nan, feature_names=feature_names)
+    evals, kwargs = [], {}
+    has_valid = len(y_valid) > 0
+    if has_valid:
+        dvalid = xgb.DMatrix(x_valid, label=y_valid, missing=np.nan, feature_names=feature_names)
+        evals = [(dvalid, "valid")]
+        kwargs["early_stopping_rounds"] = EARLY_STOPPING_ROUNDS
+    history: dict = {}
+    booster = xgb.train(params, dfit, num_boost_round=n_estimators, evals=evals,
+                        evals_result=history, verbose_eval=False, **kwargs)
+    best = int(getattr(booster, "best_iteration", n_estimators - 1)) if has_valid \
+        else booster.num_boosted_rounds() - 1
+    rmse = float(history["valid"]["rmse"][best]) if has_valid else float("nan")
+    return booster, best, rmse
+
+
 def _train_one(xgb, ds: Dataset, train: np.ndarray, held_out: np.ndarray, inputs: list[str],
                params: dict, n_estimators: int, setting: str) -> tuple[dict, dict]:
     """Boosters of every label on ``inputs``: ({token: entry for the file}, {token: summary})."""
@@ -162,19 +183,8 @@ def _train_one(xgb, ds: Dataset, train: np.ndarray, held_out: np.ndarray, inputs
         fit, valid = rows & ~held_out, rows & held_out
         if valid.sum() == 0 or fit.sum() == 0:     # tiny data: no early stopping
             fit, valid = rows, np.zeros_like(rows)
-        dfit = xgb.DMatrix(x_all[fit], label=y[fit], missing=np.nan, feature_names=inputs)
-        evals, kwargs = [], {}
-        if valid.any():
-            dvalid = xgb.DMatrix(x_all[valid], label=y[valid], missing=np.nan,
-                                 feature_names=inputs)
-            evals = [(dvalid, "valid")]
-            kwargs["early_stopping_rounds"] = EARLY_STOPPING_ROUNDS
-        history: dict = {}
-        booster = xgb.train(params, dfit, num_boost_round=n_estimators, evals=evals,
-                            evals_result=history, verbose_eval=False, **kwargs)
-        best = int(getattr(booster, "best_iteration", n_estimators - 1)) if valid.any() \
-            else booster.num_boosted_rounds() - 1
-        rmse = float(history["valid"]["rmse"][best]) if valid.any() else float("nan")
+        booster, best, rmse = fit_booster(xgb, x_all[fit], y[fit], x_all[valid], y[valid],
+                                          params, n_estimators, feature_names=inputs)
         summary[token] = {"n_train": int(fit.sum()), "n_valid": int(valid.sum()),
                           "best_iteration": best, "valid_rmse": rmse}
         log.info("%-34s %-8s n_train=%d n_valid=%d best_iteration=%d valid RMSE=%.4g", setting,

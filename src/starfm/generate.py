@@ -80,8 +80,8 @@ def generate(fm, params: Mapping, g_mag=None, batch_size: int = 4096) -> dict:
             token, transform = PARAMETERS[name]
             values[:, tokens.TOKEN_INDEX[token]] = transform(v) if transform else v
     inputs = [PARAMETERS[k][0] for k in given]
-    seen = getattr(fm, "tokens_seen", None)
-    unseen = [k for k in given if seen is not None and PARAMETERS[k][0] not in set(seen)]
+    seen = set(getattr(fm, "tokens_seen", tokens.VOCABULARY))   # a stand-in model: all
+    unseen = [k for k in given if PARAMETERS[k][0] not in seen]
     if unseen:   # e.g. mass for the library model: its embedding was never trained
         raise StarfmInputError(f"generate: the model never saw {unseen} in training; leave "
                                f"{'it' if len(unseen) == 1 else 'them'} out")

@@ -109,19 +109,18 @@ def xgb_fit_predict(x_train, y_train, x_tests: list, seed: int, n_estimators: in
     ``EARLY_STOPPING_ROUNDS``), on rows with a finite target; predictions for each of ``x_tests``.
     NaN inputs are absent (XGBoost's default branch)."""
     import xgboost as xgb
-    from starfm.baseline import EARLY_STOPPING_ROUNDS, VALIDATION_FRACTION, XGB_PARAMS
+    from starfm.baseline import VALIDATION_FRACTION, XGB_PARAMS, fit_booster
     x_train = np.asarray(x_train, np.float32)
     y_train = np.asarray(y_train, float)
     rows = np.flatnonzero(np.isfinite(y_train))
     rng = np.random.default_rng(seed)
     held = rng.random(len(rows)) < VALIDATION_FRACTION
     params = {**XGB_PARAMS, "seed": seed, "nthread": threads}
-    dfit = xgb.DMatrix(x_train[rows[~held]], label=y_train[rows[~held]], missing=np.nan)
-    dval = xgb.DMatrix(x_train[rows[held]], label=y_train[rows[held]], missing=np.nan)
-    booster = xgb.train(params, dfit, num_boost_round=n_estimators, evals=[(dval, "valid")],
-                        early_stopping_rounds=EARLY_STOPPING_ROUNDS, verbose_eval=False)
+    fit, valid = rows[~held], rows[held]
+    booster, best, _ = fit_booster(xgb, x_train[fit], y_train[fit], x_train[valid], y_train[valid],
+                                   params, n_estimators)
     return [booster.predict(xgb.DMatrix(np.asarray(x, np.float32), missing=np.nan),
-                            iteration_range=(0, booster.best_iteration + 1)) for x in x_tests]
+                            iteration_range=(0, best + 1)) for x in x_tests]
 
 
 # ---- the forward model -------------------------------------------------------------------------
