@@ -10,9 +10,10 @@ tool calls the ``fit_*`` functions once, offline); the draw functions take those
   mixture (EM) of the library giants' (Teff, logg, [M/H], [alpha/M]). :data:`GMM_COMPONENTS` is
   chosen by held-out log-likelihood on the library (its comment gives the numbers).
 - :func:`fit_evolution` / :func:`attach_evolution`: P(red clump | Teff, logg, [M/H]) (logistic
-  regression by IRLS on APOKASC-3), ln M = linear in (Teff, logg, [M/H], [alpha/M]) per state
-  (APOKASC-3) + its resampled residuals, with the slope in [alpha/M] and [M/H] beyond
-  APOKASC-3's alpha-poor, -0.45 < [Fe/H] < 0.44 range taken from Miglio et al. (2021); age by
+  regression by IRLS on APOKASC-3), ln M = cubic in (Teff, logg, [M/H]) + linear in [alpha/M]
+  per state (APOKASC-3; linear outside APOKASC-3's box of labels) + its resampled residuals, with
+  the slope in [alpha/M] beyond APOKASC-3's alpha-poor range from Miglio et al. (2021), a halo
+  below [M/H] = -1 and no mean mass below the 13.8 Gyr one; age by
   :func:`starfm.mock.population.isochrone_age`, [C/N] by
   :data:`starfm.mock.population.CN_RELATION`.
 - :func:`fit_label_errors` / :func:`label_errors`: log10(error) linear in log10(S/N), Teff/1000
@@ -20,6 +21,7 @@ tool calls the ``fit_*`` functions once, offline); the draw functions take those
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -162,11 +164,21 @@ def _rc_features(teff, logg, m_h) -> np.ndarray:
     return np.column_stack([np.ones_like(t), g, g * g, t, z, t * z, t * g, t * t])
 
 
+N_LINEAR = 5                          # the first columns of _mass_features: 1, a, t, g, z
+
+
 def _mass_features(teff, logg, m_h, alpha_m) -> np.ndarray:
-    """ln M regression features: 1, t, g, z, a and the quadratic terms t^2, g^2, t g, t z, g z."""
+    """ln M regression features: 1, a, and all monomials of (t, g, z) up to degree 3 (21 columns).
+    Cubic, because on APOKASC-3 the 5-fold cross-validated robust residual in ln M falls from
+    0.069 (RGB) / 0.073 (RC) with a quadratic to 0.064 / 0.067 with a cubic, and a quartic gains
+    nothing more (0.065 / 0.066)."""
     t, g, z = _scaled(teff, logg, m_h)
-    a = np.asarray(alpha_m, float)
-    return np.column_stack([np.ones_like(t), t, g, z, a, t * t, g * g, t * g, t * z, g * z])
+    base = (t, g, z)
+    cols = [np.ones_like(t), np.asarray(alpha_m, float)]
+    for degree in (1, 2, 3):
+        for combo in itertools.combinations_with_replacement(range(3), degree):
+            cols.append(np.prod([base[i] for i in combo], axis=0))
+    return np.column_stack(cols)
 
 
 def fit_logistic(features: np.ndarray, y: np.ndarray, n_iter: int = 50, ridge: float = 1e-6) -> np.ndarray:
@@ -204,17 +216,24 @@ def fit_evolution(realdata_dir) -> dict:
       6,603 gold giants (47 % RC); ``evo_rc_logg`` = the min/max logg of its RC stars
       (2.20-2.97): P = 0 outside;
     - ``evo_mass_coef_{rgb,rc}``, ``evo_mass_rms_{rgb,rc}``: least squares ln M on
-      :func:`_mass_features` per state on APOKASC-3 and the residual rms;
+      :func:`_mass_features` per state on APOKASC-3 and the residual rms (0.083 RGB, 0.085 RC);
       ``evo_mass_resid_{rgb,rc}``: the fit's residuals, which :func:`draw_mass` resamples as the
-      scatter (measured on APOKASC-3 at its own labels: rms 0.086 (RGB), 0.091 (RC) in ln M, but
-      heavy-tailed, robust sigma 0.070 / 0.073; Gaussian scatter of the rms gave a mass
-      information ratio (mass | Teff, logg, [M/H]) 0.71, resampled residuals 0.63, real 0.52:
-      XGBoost finds structure in the real masses a quadratic misses);
+      scatter: they are heavy-tailed (robust sigma 0.064 / 0.066). Measured at APOKASC-3's own
+      labels, information ratio of mass | Teff, logg, [M/H] (starfm.mock.realism), real 0.52:
+      quadratic mean + Gaussian rms scatter 0.71, quadratic + resampled residuals 0.63, this
+      cubic + resampled residuals 0.57 (with [C/N] added: 0.51 vs real 0.44); XGBoost still finds
+      a little more structure in the real masses;
+      ``evo_mass_lin_{rgb,rc}``: the linear fit (1, [alpha/M], Teff, logg, [M/H]), used where a
+      star's Teff, logg or [M/H] lies outside the box below (on the library's alpha-poor giants
+      with logg > 1.5 and [M/H] > -0.5, 33 % are outside the RGB box, mostly hotter than 5030 K:
+      the cubic gave 1 % of them > 20 Msun, the linear fit a 99th percentile of 2.7 Msun);
       ``evo_mass_lo/hi_{rgb,rc}``: the 0.5/99.5 percentiles of (Teff, logg, [M/H], [alpha/M]) per
       state, to which a star's inputs are clipped before the regression;
     - ``evo_alpha_slope``: d ln M / d [alpha/M] at fixed logg and [M/H] from Miglio et al. (2021)
       RGB (logg = log10(M / R^2) + 4.438 from its mass and radius): applied to [alpha/M] beyond
-      APOKASC-3's range (its alpha-rich stars are all RGB).
+      APOKASC-3's range (its alpha-rich stars are all RGB): -1.50 (APOKASC-3's own alpha terms
+      are -1.5 too); ``evo_alpha_max`` = its RGB 99.5th percentile of [alpha/M] (0.25), beyond
+      which the slope is not extrapolated.
     """
     root = Path(realdata_dir)
     a = read_apokasc3(root)
@@ -227,7 +246,9 @@ def fit_evolution(realdata_dir) -> dict:
         lo, hi = np.percentile(cols, 0.5, axis=0), np.percentile(cols, 99.5, axis=0)
         x = _mass_features(*np.clip(cols, lo, hi).T)
         coef, rms = _lstsq(x, np.log(a["mass"][sel]))
+        lin, _ = _lstsq(x[:, :N_LINEAR], np.log(a["mass"][sel]))
         params.update({f"evo_mass_coef_{state}": coef, f"evo_mass_rms_{state}": rms,
+                       f"evo_mass_lin_{state}": lin,
                        f"evo_mass_resid_{state}": np.log(a["mass"][sel]) - x @ coef,
                        f"evo_mass_lo_{state}": lo, f"evo_mass_hi_{state}": hi})
     from astropy.table import Table
@@ -235,10 +256,13 @@ def fit_evolution(realdata_dir) -> dict:
     mass, rad = np.asarray(m["Mass"], float), np.asarray(m["Rad"], float)
     logg = np.log10(mass) - 2 * np.log10(rad) + population.LOGG_SUN
     m_h, alpha = np.asarray(m["__Fe_H_"], float), np.asarray(m["__alpha_M_"], float)
-    sel = (np.asarray(m["evstate"]) == 1) & np.isfinite(logg) & np.isfinite(m_h) & np.isfinite(alpha) & (mass > 0)
+    sel = ((np.asarray(m["evstate"]) == 1) & np.isfinite(logg) & np.isfinite(m_h)
+           & np.isfinite(alpha) & (mass > 0))
     coef, _ = _lstsq(np.column_stack([np.ones(sel.sum()), logg[sel] - 2.45, m_h[sel], alpha[sel]]),
                      np.log(mass[sel]))
     params["evo_alpha_slope"] = float(coef[3])
+    # beyond Miglio's own range the slope is not extrapolated (its RGB 99.5th percentile, 0.25)
+    params["evo_alpha_max"] = float(np.percentile(alpha[sel], 99.5))
     return params
 
 
@@ -252,21 +276,45 @@ def red_clump_probability(params: dict, teff, logg, m_h) -> np.ndarray:
 
 def draw_mass(params: dict, teff, logg, m_h, alpha_m, is_red_clump, rng: np.random.Generator) -> np.ndarray:
     """Mass [Msun] of giants with these labels and states (:func:`fit_evolution`): the state's
-    APOKASC-3 regression at the inputs clipped to its range, + Miglio's [alpha/M] slope beyond it,
-    + a resampled APOKASC-3 residual in ln M; halo ([M/H] < :data:`HALO_M_H`) lnN(0.86, 0.05); clipped to
-    :data:`MASS_RANGE`."""
+    APOKASC-3 cubic regression inside its 0.5-99.5 percentile box of (Teff, logg, [M/H]), its
+    linear one at the inputs clipped to the box outside it, + Miglio's [alpha/M] slope beyond
+    APOKASC-3's [alpha/M] range, + a resampled APOKASC-3 residual in ln M; halo
+    ([M/H] < :data:`HALO_M_H`) lnN(0.86, 0.05); clipped to :data:`MASS_RANGE`. The mean (before
+    the residual) is at least :func:`oldest_mass` (no older than 13.8 Gyr by the mock's age
+    relation): on the library's giants the linear fallback with Miglio's [alpha/M] slope put 6 %
+    of the masses at the 0.7 Msun clip without it."""
     cols = np.column_stack([np.asarray(v, float) for v in (teff, logg, m_h, alpha_m)])
     n = len(cols)
     rc = np.asarray(is_red_clump, bool)
     ln_m = np.empty(n)
     for state, sel in (("rgb", ~rc), ("rc", rc)):
-        c = np.clip(cols[sel], params[f"evo_mass_lo_{state}"], params[f"evo_mass_hi_{state}"])
-        ln_m[sel] = (_mass_features(*c.T) @ params[f"evo_mass_coef_{state}"]
-                     + params["evo_alpha_slope"] * (cols[sel, 3] - c[:, 3])
-                     + rng.choice(params[f"evo_mass_resid_{state}"], sel.sum()))
+        lo, hi = params[f"evo_mass_lo_{state}"], params[f"evo_mass_hi_{state}"]
+        c = np.clip(cols[sel], lo, hi)
+        feats = _mass_features(*c.T)
+        # the cubic inside APOKASC-3's box; outside it (any input clipped) the linear fit, which
+        # cannot run away at the box's empty corners (the cubic reached 1e3 Msun there)
+        inside = np.all(cols[sel, :3] == c[:, :3], axis=1)
+        mean = np.where(inside, feats @ params[f"evo_mass_coef_{state}"],
+                        feats[:, :N_LINEAR] @ params[f"evo_mass_lin_{state}"])
+        mean = mean + params["evo_alpha_slope"] * (
+            np.minimum(cols[sel, 3], max(params["evo_alpha_max"], hi[3])) - c[:, 3])
+        # no mean lighter than a 13.8 Gyr giant (the scatter is added after, so no pile-up)
+        mean = np.maximum(mean, np.log(oldest_mass(cols[sel, 2], cols[sel, 3], rc[sel])))
+        ln_m[sel] = mean + rng.choice(params[f"evo_mass_resid_{state}"], sel.sum())
     halo = cols[:, 2] < HALO_M_H
     ln_m = np.where(halo, rng.normal(*HALO_LN_MASS, n), ln_m)
     return np.clip(np.exp(ln_m), *MASS_RANGE)
+
+
+def oldest_mass(m_h, alpha_m, is_red_clump) -> np.ndarray:
+    """The mass [Msun] whose :func:`starfm.mock.population.isochrone_age` is 13.8 Gyr: no giant
+    has a lighter mean mass in :func:`draw_mass` (0.84-0.90 Msun at [M/H] -1..-0.5, [alpha/M]
+    0.3 on the RGB)."""
+    m_h, alpha_m = np.asarray(m_h, float), np.asarray(alpha_m, float)
+    out = {}
+    for state, (c, a, b, d) in population.AGE_RELATION.items():
+        out[state] = np.exp((np.log(13.8) - c - b * m_h - d * alpha_m) / a)
+    return np.where(is_red_clump, out["rc"], out["rgb"])
 
 
 def attach_evolution(teff, logg, m_h, alpha_m, params: dict, rng: np.random.Generator) -> dict:
@@ -327,7 +375,8 @@ def label_errors(params: dict, snr, teff, m_h, rng: np.random.Generator) -> dict
     range (:func:`fit_label_errors`); plus ``c_fe`` and ``n_fe`` = :data:`C_FE_ERR` /
     :data:`N_FE_ERR` x (the drawn Teff error / the library's median Teff error)."""
     lo, hi = params["err_lo"], params["err_hi"]
-    x = _error_features(*(np.clip(np.asarray(v, float), lo[i], hi[i]) for i, v in enumerate((snr, teff, m_h))))
+    x = _error_features(*(np.clip(np.asarray(v, float), lo[i], hi[i])
+                          for i, v in enumerate((snr, teff, m_h))))
     out = {}
     for key in params:
         if key.startswith("err_") and key.endswith("_coef"):
