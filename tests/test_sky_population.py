@@ -168,3 +168,29 @@ def test_gmm_on_the_library_giants_and_their_attached_masses():
     assert 0.05 < out["is_red_clump"].mean() < 0.2
     thick = (s[:, 3] > 0.15) & (s[:, 3] < 0.2) & (s[:, 2] > -1) & (s[:, 1] > 2.4) & (s[:, 1] < 3.2)
     assert abs(np.median(out["mass"][thick]) - 0.98) < 0.06
+
+
+def test_fitted_parameters_survive_an_npz_round_trip(tmp_path):
+    """The fit tool stores the dicts in one .npz: draws from the reloaded dict are identical."""
+    evo = sp.fit_evolution(_realdata())
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(500, 2))
+    gmm = sp.fit_gmm(x, 3, rng)
+    err = sp.fit_label_errors(10 ** rng.uniform(1, 2, 500), rng.uniform(4000, 5000, 500),
+                              rng.normal(0, 0.2, 500), {"teff": rng.uniform(5, 20, 500)})
+    np.savez(tmp_path / "p.npz", **evo, **gmm, **err)
+    with np.load(tmp_path / "p.npz") as f:
+        back = dict(f)
+    teff, logg = rng.uniform(4000, 5200, 300), rng.uniform(1.0, 3.3, 300)
+    m_h, alpha = rng.normal(-0.3, 0.4, 300), rng.uniform(-0.05, 0.35, 300)
+    a = sp.attach_evolution(teff, logg, m_h, alpha, evo, np.random.default_rng(10))
+    b = sp.attach_evolution(teff, logg, m_h, alpha, back, np.random.default_rng(10))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    np.testing.assert_array_equal(sp.sample_gmm(gmm, 50, np.random.default_rng(11)),
+                                  sp.sample_gmm(back, 50, np.random.default_rng(11)))
+    snr = 10 ** rng.uniform(1, 2, 300)
+    e1 = sp.label_errors(err, snr, teff, m_h, np.random.default_rng(12))
+    e2 = sp.label_errors(back, snr, teff, m_h, np.random.default_rng(12))
+    for k in e1:
+        np.testing.assert_array_equal(e1[k], e2[k])

@@ -159,7 +159,9 @@ def _scaled(teff, logg, m_h):
 def _rc_features(teff, logg, m_h) -> np.ndarray:
     """Logistic-regression features of P(red clump): 1, g, g^2, t, z, t z, t g, t^2
     (t = Teff/1000 - 4.7, g = logg - 2.45, z = [M/H]). At fixed logg and [M/H] the clump is hotter
-    than the RGB: the cross terms follow the RGB's Teff(logg, [M/H]) (held-out accuracy: report)."""
+    than the RGB: the cross terms follow the RGB's Teff(logg, [M/H]). 5-fold held-out accuracy
+    (p > 0.5) on APOKASC-3: 1, g, g^2 alone 85.0 %; + t, z 98.83 %; these 98.94 %; + g z, g^3
+    98.99 % (the differences are within one standard error, 0.13 %)."""
     t, g, z = _scaled(teff, logg, m_h)
     return np.column_stack([np.ones_like(t), g, g * g, t, z, t * z, t * g, t * t])
 
