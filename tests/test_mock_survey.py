@@ -17,7 +17,7 @@ from starfm.constants import ALLSTAR_NAME, DISTMASS_NAME, EBV_TRUE_OVER_SFD
 from starfm.errors import StarfmInputError
 from starfm.tables import read_attrs, read_table
 from starfm.mock import spectra as mock_spectra
-from starfm.mock.survey import cli, make_mock_survey
+from starfm.mock.survey import MockSettings, cli, make_mock_survey
 from starfm.mock.xp_continuous import RELEVANCY_SNR, XP_DTYPES, relevant_bases, xp_coefficient_errors
 from starfm.tokens import g_flux
 from starfm.xp_flux import synthetic_photometry
@@ -26,15 +26,26 @@ N_ROWS = 400
 SEED = 11
 
 
-@pytest.fixture(scope="module")
-def mock(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mock")
-    paths = make_mock_survey(out, n_stars=N_ROWS, seed=SEED, xp_format="votable")
+def _mock(out, settings=None):
+    paths = make_mock_survey(out, n_stars=N_ROWS, seed=SEED, xp_format="votable", settings=settings)
     allstar = fits.open(paths["allstar"])[1]
     distmass = fits.open(paths["distmass"])[1]
     return {"out": out, "paths": paths, "allstar": allstar, "a": allstar.data, "dm": distmass,
             "truth": read_table(paths["truth"]), "gaia": read_table(paths["gaia_source"]),
             "xp": read_table(paths["xp_continuous"])}
+
+
+@pytest.fixture(scope="module")
+def mock(tmp_path_factory):
+    """The default mock (``mock.model: sky``)."""
+    return _mock(tmp_path_factory.mktemp("mock"))
+
+
+@pytest.fixture(scope="module")
+def mock_physical(tmp_path_factory):
+    """The parametric mock (``mock.model: physical``, S/N relevancy rule): the tests of its model
+    spectra and population."""
+    return _mock(tmp_path_factory.mktemp("mock_physical"), MockSettings(model="physical", xp_relevancy="snr"))
 
 
 def _binomial_ok(count, n, p, k=4.0):
@@ -89,7 +100,10 @@ def test_flags_duplicates_and_unmatched_in_expected_proportions(mock):
     assert np.isnan(a["TEFF"]).any() and not (a["TEFF"] < -9000).any()
     assert ((a["J"] == np.float32(99.999)) | (a["H"] == np.float32(99.999)) | (a["K"] == np.float32(99.999))).any()
     good = np.isfinite(a["TEFF"])
-    assert ((a["TEFF_ERR"][good] >= 50) & (a["TEFF_ERR"][good] <= 100)).all()
+    # the sky model's ASPCAP errors (the library's: median 7.5 K, rising weakly as S/N falls;
+    # tests/test_sky_population.py checks the relation): positive, median 4-15 K, none above 100 K
+    err = a["TEFF_ERR"][good]
+    assert (err > 0).all() and (err < 100).all() and 4 < np.median(err) < 15
 
 
 def test_labels_are_truth_plus_their_stated_noise(mock):
@@ -111,7 +125,9 @@ def test_distmass_row_aligned_with_allstar(mock):
     assert 100 < np.median(dm["DISTANCE"]) < 2e4                       # pc
     assert (dm["BITMASK"] & 2).any()
     rel = dm["MASS_ERR"] / dm["MASS"]
-    assert 0.06 < np.nanmedian(rel) < 0.12
+    # (0.187 - 0.0348 logg): 0.07-0.15 over logg 1-3.4; the sky population's median logg ~1.8
+    # gives 0.12-0.13 (measured 0.127), the seismic one's ~2.5 gave ~0.10
+    assert 0.06 < np.nanmedian(rel) < 0.15
 
 
 def test_gaia_store_formats(mock, realdata_dir):
@@ -196,7 +212,8 @@ def _calibrate_rows(bp, rp, n_relevant=55):
     return np.stack(spectra["flux"].to_numpy()), np.asarray(sampling)
 
 
-def test_gaiaxpy_calibrate_recovers_the_model_spectrum(mock):
+def test_gaiaxpy_calibrate_recovers_the_model_spectrum(mock_physical):
+    mock = mock_physical
     t = mock["truth"]
     pick = np.argsort(t["g_mag"])[:4]
     args = (t["teff"][pick], t["logg"][pick], t["m_h"][pick], t["radius"][pick], t["distance_kpc"][pick],
@@ -221,7 +238,8 @@ def test_gaiaxpy_calibrate_recovers_the_model_spectrum(mock):
     assert np.abs(rel).max() < 0.13
 
 
-def test_stored_noisy_coefficients_calibrate_close_to_truth(mock):
+def test_stored_noisy_coefficients_calibrate_close_to_truth(mock_physical):
+    mock = mock_physical
     """Bright stars' archive coefficients (noise included) still give back their model spectrum."""
     t, x = mock["truth"], mock["xp"]
     both = (x["bp_n_parameters"] > 0) & (x["rp_n_parameters"] > 0)
@@ -315,7 +333,8 @@ def test_parallax_minus_injected_zero_point_is_unbiased(mock):
     assert 0.01 < np.median(g["parallax_error"][ok]) < 0.1
 
 
-def test_physical_model_ranges(mock):
+def test_physical_model_ranges(mock_physical):
+    mock = mock_physical
     t = mock["truth"]
     assert 0.6 < t["mass"].min() and t["mass"].max() < 3.1
     assert 0.2 <= t["age_gyr"].min() and t["age_gyr"].max() <= 13.8
@@ -420,7 +439,9 @@ def test_distmass_mass_from_labels_and_age_from_that_mass(mock):
     np.testing.assert_allclose(dm["MASS_ERR"][ok], (0.187 - 0.0348 * a["LOGG"][ok]) * dm["MASS"][ok], rtol=1e-5)
     d_mass = np.log(dm["MASS"][ok] / t["mass"][ok])
     d_age = np.log(dm["AGE"][ok] / 1e9 / t["age_gyr"][ok])
-    assert 0.04 < np.std(d_mass) < 0.14
+    # the labels' estimate misses the true mass by 7-14 % (measured 0.143 in ln M on the sky
+    # population of 400 rows, ~0.10 on the seismic one): 0.04-0.2
+    assert 0.04 < np.std(d_mass) < 0.2
     assert np.corrcoef(d_mass, d_age)[0, 1] < -0.6          # correlated errors, as in DistMass
     slope = np.polyfit(d_mass, d_age, 1)[0]
     assert -4.5 < slope < -2.0
@@ -484,35 +505,45 @@ def test_relevancy_rule_reproduces_the_archive_on_real_sources(realdata_dir):
         assert np.corrcoef(ours, archive)[0, 1] > 0.35, band
 
 
-def test_n_relevant_bases_follow_the_real_relation_with_g(realdata_dir):
+@pytest.mark.parametrize("model, relevancy", [("physical", "snr"), ("sky", "g")])
+def test_n_relevant_bases_follow_the_real_relation_with_g(realdata_dir, model, relevancy):
     """Median n_relevant_bases in one-magnitude G bins from 11 to 17 (each with >= 55 real
-    sources): mock (signal-to-noise rule) vs the 2,000 real sources of xp_spectral_lines chunk0,
-    within 3 bases in every bin and both bands (measured on the default run: at most 2)."""
+    sources): mock vs the 2,000 real sources of xp_spectral_lines chunk0, within 3 bases in every
+    bin with > 20 mock sources (at least 4 bins) and both bands. The signal-to-noise rule is
+    calibrated on the physical model's coefficients (measured there: at most 2 off); the sky
+    model's coefficients (from the library's inversion) hold more power at orders 10-54 than DR3
+    archive rows of red sources, and the rule calls 40-54 bases relevant, so the sky mock (the
+    default) draws around the real median against G (``mock.xp_relevancy: g``)."""
     real, coef, _ = _real_chunk0(realdata_dir)
     g_real = synthetic_photometry(coef["bp"], coef["rp"])[:, 0]
-    out = make_mock_survey_cached()
+    out = make_mock_survey_cached(model, relevancy)
     xp, gs = read_table(out / "gaia_archive/xp_continuous.h5"), read_table(out / "gaia_archive/gaia_source.h5")
     g_of = dict(zip(gs["source_id"], gs["phot_g_mean_mag"]))
     g_mock = np.array([g_of[s] for s in xp["source_id"]])
     for band in ("bp", "rp"):
         n_real, n_mock = np.asarray(real[f"{band}_n_relevant_bases"]), xp[f"{band}_n_relevant_bases"]
+        checked = 0
         for lo in (11.0, 12.0, 13.0, 14.0, 15.0, 16.0):
             r = (g_real >= lo) & (g_real < lo + 1)
             m = (g_mock >= lo) & (g_mock < lo + 1) & (n_mock > 0)
-            assert m.sum() > 20 and r.sum() > 50
+            assert r.sum() > 50
+            if m.sum() <= 20:
+                continue
+            checked += 1
             assert abs(np.median(n_mock[m]) - np.median(n_real[r])) <= 3, (band, lo, np.median(n_mock[m]),
                                                                             np.median(n_real[r]))
+        assert checked >= 4, (band, checked)
 
 
 _CACHE = {}
 
 
-def make_mock_survey_cached():
+def make_mock_survey_cached(model: str, relevancy: str):
     import tempfile
     from pathlib import Path
 
-    if "dir" not in _CACHE:
+    if (model, relevancy) not in _CACHE:
         d = Path(tempfile.mkdtemp(prefix="starfm_mock_nrel_"))
-        make_mock_survey(d, n_stars=1500, seed=23)
-        _CACHE["dir"] = d
-    return _CACHE["dir"]
+        make_mock_survey(d, n_stars=1500, seed=23, settings=MockSettings(model=model, xp_relevancy=relevancy))
+        _CACHE[model, relevancy] = d
+    return _CACHE[model, relevancy]

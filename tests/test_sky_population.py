@@ -2,22 +2,10 @@
 the real files the draws reproduce APOKASC-3's masses / RC fraction and the library's errors."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from helpers import REPO_ROOT
 from starfm.mock import sky_population as sp
-
-
-def _realdata() -> Path:
-    env = os.environ.get("STARFM_SHARED")
-    path = (Path(env) if env else REPO_ROOT.parent / "shared") / "realdata"
-    if not (path / sp.APOKASC3).exists():
-        pytest.skip(f"real-data fixtures not found at {path}")
-    return path
 
 
 def test_gmm_recovers_a_known_mixture_and_bounded_draws_stay_inside():
@@ -93,9 +81,9 @@ def test_draw_mass_uses_the_relation_halo_and_clips():
     assert 0.7 <= m[3] < 1.1          # halo: lnN(0.86, 0.05), 5 sigma above is 1.1
 
 
-def test_attached_labels_at_apokasc3_own_labels_match_it():
-    a = sp.read_apokasc3(_realdata())
-    params = sp.fit_evolution(_realdata())
+def test_attached_labels_at_apokasc3_own_labels_match_it(realdata_dir):
+    a = sp.read_apokasc3(realdata_dir)
+    params = sp.fit_evolution(realdata_dir)
     p = sp.red_clump_probability(params, a["teff"], a["logg"], a["m_h"])
     # measured: 99.1 % of APOKASC-3's states right at p > 0.5 (5-fold held out 98.9 %)
     assert np.mean((p > 0.5) == a["is_red_clump"]) > 0.97
@@ -114,10 +102,8 @@ def test_attached_labels_at_apokasc3_own_labels_match_it():
     assert -2.5 < params["evo_alpha_slope"] < -0.8
 
 
-def test_drawn_errors_at_the_library_s_n_match_its_medians():
-    path = os.environ.get("STARFM_LIBRARY")
-    if not path or not Path(path).exists():
-        pytest.skip("STARFM_LIBRARY unset or absent")
+def test_drawn_errors_at_the_library_s_n_match_its_medians(library_path):
+    path = library_path
     from starfm.library import LibrarySettings, giants, one_row_per_star, read_library
     t = read_library(path)
     keep = one_row_per_star(t)
@@ -141,12 +127,10 @@ def test_drawn_errors_at_the_library_s_n_match_its_medians():
     assert np.all(np.isfinite(drawn["c_fe"])) and abs(np.median(drawn["c_fe"]) / sp.C_FE_ERR - 1) < 0.15
 
 
-def test_gmm_on_the_library_giants_and_their_attached_masses():
+def test_gmm_on_the_library_giants_and_their_attached_masses(library_path, realdata_dir):
     """The default-K mixture of the library giants reproduces their label percentiles, and the
     attached masses stay off the clips (the cubic mass fit's corners; the alpha-rich extrapolation)."""
-    path = os.environ.get("STARFM_LIBRARY")
-    if not path or not Path(path).exists():
-        pytest.skip("STARFM_LIBRARY unset or absent")
+    path = library_path
     from starfm.library import LibrarySettings, giants, one_row_per_star, read_library
     t = read_library(path)
     keep = one_row_per_star(t)
@@ -160,7 +144,7 @@ def test_gmm_on_the_library_giants_and_their_attached_masses():
     tol = np.array([60.0, 0.08, 0.08, 0.01])
     q = [1, 16, 50, 84, 99]
     assert np.all(np.abs(np.percentile(s, q, axis=0) - np.percentile(x, q, axis=0)) < tol)
-    out = sp.attach_evolution(*s.T, sp.fit_evolution(_realdata()), np.random.default_rng(2))
+    out = sp.attach_evolution(*s.T, sp.fit_evolution(realdata_dir), np.random.default_rng(2))
     # measured: 0.3 % at 0.7 Msun, 0.7 % at 3.0 Msun; RC 11.7 % (most library giants lie above
     # the clump, median logg 1.8); alpha 0.15-0.20, [M/H] > -1, logg 2.4-3.2: median 0.96 Msun
     # (Miglio 2021's giants at that [alpha/M]: 0.98)
@@ -170,9 +154,9 @@ def test_gmm_on_the_library_giants_and_their_attached_masses():
     assert abs(np.median(out["mass"][thick]) - 0.98) < 0.06
 
 
-def test_fitted_parameters_survive_an_npz_round_trip(tmp_path):
+def test_fitted_parameters_survive_an_npz_round_trip(tmp_path, realdata_dir):
     """The fit tool stores the dicts in one .npz: draws from the reloaded dict are identical."""
-    evo = sp.fit_evolution(_realdata())
+    evo = sp.fit_evolution(realdata_dir)
     rng = np.random.default_rng(9)
     x = rng.normal(size=(500, 2))
     gmm = sp.fit_gmm(x, 3, rng)

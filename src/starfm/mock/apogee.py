@@ -71,9 +71,15 @@ def apogee_ids(ra, dec):
                        np.char.add(np.where(dec >= 0, "+", "-"), np.char.zfill(dec_part.astype(str), 7)))
 
 
-def apogee_rows(s: dict, fields: dict, rng) -> tuple[dict, dict, np.ndarray, np.ndarray, np.ndarray]:
+def apogee_rows(s: dict, fields: dict, rng, label_errors=None, snr_of_h=None) -> tuple[dict, dict, np.ndarray, np.ndarray, np.ndarray]:
     """allStar and DistMass columns (duplicates included, shuffled), the base-star index of each
-    row, whether it is a duplicate, and which base stars have no Gaia match."""
+    row, whether it is a duplicate, and which base stars have no Gaia match.
+
+    ``label_errors(snr, teff, m_h)``: the ASPCAP errors of the rows, a dict by label key ("teff",
+    "logg", "m_h", "alpha_m", ...) (the sky model's, :mod:`starfm.mock.sky_model`); labels it
+    lacks, and all of them without it, get errors rising linearly from their low to their high
+    value as S/N falls from 200 to 50. ``snr_of_h(h)``: the S/N of rows of true apparent H ``h``
+    (the sky model's); without it S/N = 150 x 10^(-0.2 (H - 11)) x lognormal(0.3), in 20-2000."""
     n, n_dup = s["n"], s["n_dup"]
     dup_of = rng.choice(n, size=n_dup, replace=False)
     base = np.concatenate([np.arange(n), dup_of])
@@ -110,7 +116,10 @@ def apogee_rows(s: dict, fields: dict, rng) -> tuple[dict, dict, np.ndarray, np.
         cols[b][nan] = np.nan
         cols[f"{b}_ERR"][nan] = np.nan
     cols["AK_TARG"] = s["a_v"][base] * 0.112 + rng.normal(0, 0.02, m)
-    snr = np.clip(150 * 10 ** (-0.2 * (s["jhk"]["H"][base] - 11.0)) * np.exp(rng.normal(0, 0.3, m)), 20, 2000)
+    if snr_of_h is not None:
+        snr = snr_of_h(s["jhk"]["H"][base])
+    else:
+        snr = np.clip(150 * 10 ** (-0.2 * (s["jhk"]["H"][base] - 11.0)) * np.exp(rng.normal(0, 0.3, m)), 20, 2000)
     cols["SNR"] = snr
     starflag = np.zeros(m, dtype=np.int64)
     flagged = rng.random(m) < STARFLAG_FRACTION
@@ -133,10 +142,11 @@ def apogee_rows(s: dict, fields: dict, rng) -> tuple[dict, dict, np.ndarray, np.
     c_fe = carbon_over_iron(s["c_n"])
     true = {"teff": s["teff"], "logg": s["logg"], "m_h": s["m_h"], "alpha_m": s["alpha_m"],
             "c_fe": c_fe, "n_fe": c_fe - s["c_n"]}
+    sky_err = label_errors(snr, s["teff"][base], s["m_h"][base]) if label_errors is not None else {}
     for name, key, lo, hi in (("TEFF", "teff", 50, 100), ("LOGG", "logg", 0.05, 0.1), ("M_H", "m_h", 0.02, 0.05),
                               ("ALPHA_M", "alpha_m", 0.01, 0.03), ("C_FE", "c_fe", 0.02, 0.05),
                               ("N_FE", "n_fe", 0.03, 0.07)):
-        err = lo + (hi - lo) * low_snr
+        err = sky_err[key] if key in sky_err else lo + (hi - lo) * low_snr
         val = true[key][base] + err * rng.standard_normal(m)
         cols[name] = np.where(missing, np.nan, val)
         cols[f"{name}_ERR"] = np.where(missing, np.nan, err)

@@ -41,7 +41,10 @@ def gaia_source_rows(s: dict, rng, zpt_module, zp_residual=0.0) -> dict:
     bp_rp = (s["bp_rp_true"] + rng.normal(0, 0.01, n)).astype(np.float32)
     solved = np.where(rng.random(n) < 0.12 + 0.1 * np.clip(g - 15, 0, 3), 95, 31).astype(np.int16)
     solved[rng.random(n) < PARAMS_2P_FRACTION] = 3
-    nu = np.clip(1.76 - 1.61 / np.pi * np.arctan(0.531 * bp_rp.astype(float)), 1.24, 1.72)
+    # a source whose BP flux is not positive (behind A_V >~ 10) has no BP-RP: as in DR3 it gets a
+    # 6-parameter solution (pseudocolour), at the red end of the nu_eff range
+    solved = np.where(np.isfinite(bp_rp) | (solved == 3), solved, 95).astype(np.int16)
+    nu = np.clip(1.76 - 1.61 / np.pi * np.arctan(0.531 * np.nan_to_num(bp_rp.astype(float), nan=10.0)), 1.24, 1.72)
     nu_eff = np.where(solved == 31, nu, np.nan).astype(np.float32)
     pseudo = np.where(solved == 95, np.clip(nu + rng.normal(0, 0.03, n), 1.24, 1.72), np.nan).astype(np.float32)
     ecl_lat = ecliptic_latitude(s["ra"], s["dec"])

@@ -190,13 +190,15 @@ def draw_positions(n: int, fields: dict, rng: np.random.Generator):
 
 
 def select_distances(abs_h, k_h: float, glon, glat, dust: Combined19Map, rng: np.random.Generator,
-                     r_v: float = R_V):
+                     r_v: float = R_V, h_target=None):
     """Distances [kpc] from an APOGEE-like H selection with the extinction along the sightline,
-    and the map's E(B-V)_SFD there: (distance, ebv_map). ``k_h`` = A_H / A_V."""
+    and the map's E(B-V)_SFD there: (distance, ebv_map). ``k_h`` = A_H / A_V. ``h_target``: the
+    apparent H each star is placed at (default: drawn from the APOGEE-like selection here)."""
     n = len(abs_h)
-    band = rng.random(n)
-    h_target = np.where(band < 0.75, 12.2 + np.log10(1 - rng.random(n) * (1 - 10 ** (-0.3 * 5.2))) / 0.3,
-                        np.where(band < 0.95, rng.uniform(12.2, 13.8, n), rng.uniform(5.0, 7.0, n)))
+    if h_target is None:
+        band = rng.random(n)
+        h_target = np.where(band < 0.75, 12.2 + np.log10(1 - rng.random(n) * (1 - 10 ** (-0.3 * 5.2))) / 0.3,
+                            np.where(band < 0.95, rng.uniform(12.2, 13.8, n), rng.uniform(5.0, 7.0, n)))
     a_v_per_ebv = r_v * EBV_TRUE_OVER_SFD
     curves, row = dust.lines_of_sight(glon, glat)       # each sightline looked up once
     # stars the selection would put nearer than 0.5 kpc (farther than 15) are moved just inside

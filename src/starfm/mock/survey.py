@@ -34,7 +34,7 @@ from starfm.errors import StarfmInputError
 from starfm.tables import atomic_path
 from starfm.settings import add_settings_argument, parse_settings
 from starfm.xp_flux import synthetic_photometry
-from starfm.mock import apogee, photometry, population, spectra, truth, xp_continuous
+from starfm.mock import apogee, photometry, population, sky_model, spectra, truth, xp_continuous
 from starfm.mock.archive import GAIA_SOURCE_FILE, MANIFEST_FILE, XP_CONTINUOUS_FILE
 from starfm.mock.dust_map import make_dust_map
 from starfm.mock.gaia_source import GAIA_SOURCE_STORE_DTYPES, deduplicate_ids, gaia_source_rows, source_ids
@@ -46,7 +46,7 @@ MIN_STARS = 50
 CHUNK_SIZE = 50_000
 
 
-def make_mock_survey(out_dir: str | os.PathLike, n_stars: int = 20000, seed: int = 20260101,
+def make_mock_survey(out_dir: str | os.PathLike, n_stars: int = 34000, seed: int = 20260101,
                      xp_format: str = "fits", settings: "MockSettings | None" = None) -> dict[str, Path]:
     """Generate the mock survey (``n_stars`` allStar rows) under ``out_dir``; return the paths.
 
@@ -102,7 +102,8 @@ def make_mock_survey(out_dir: str | os.PathLike, n_stars: int = 20000, seed: int
             s["gaia"]["source_id"] = s["xp"]["source_id"] = s["source_id"]
             seen_source_ids = np.concatenate([seen_source_ids, s["source_id"]])
             s["apogee_id"] = apogee.unique_apogee_ids(apogee.apogee_ids(s["ra"], s["dec"]), seen_apogee_ids)
-            cols, distmass, base, is_dup, unmatched = apogee.apogee_rows(s, fields, rng)
+            cols, distmass, base, is_dup, unmatched = apogee.apogee_rows(
+                s, fields, rng, **_sky_aspcap(settings, np.random.default_rng([seed, 7, ci])))
             matched = ~unmatched
             gaia_writer.append({k: v[matched] for k, v in s["gaia"].items() if not k.startswith("_")})
             keep = matched & s["xp"]["_has_xp"]
@@ -152,13 +153,24 @@ def _chunk(n_rows: int, chunk_index: int, seed: int, fields: dict, dust: Combine
     n_dup = int(round(apogee.DUPLICATE_FRACTION * n_rows))
     n = n_rows - n_dup
     f, glon, glat, ra, dec = population.draw_positions(n, fields, rng)
-    stars = population.draw_stars(n, fields["kind"][f], rng)
+    sky = sky_model.load_sky_model() if settings.model == "sky" else None
+    if sky is not None:
+        sky_rng = np.random.default_rng([seed, 6, chunk_index])
+        stars = sky_model.draw_stars(n, sky, sky_rng)
+        # extinction-free G-normalised XP coefficients and J-H, J-K learned from the library
+        shape = sky.draw(np.stack([stars[k] for k in sky_model.LABEL_COLUMNS], 1), sky_rng)
+    else:
+        stars = population.draw_stars(n, fields["kind"][f], rng)
 
     # distances from an APOGEE-like H selection, with the extinction along the sightline
     abs_j, abs_h, abs_k = photometry.twomass_absolute(stars["teff"], stars["radius"], stars["m_h"])
+    if sky is not None:
+        j_h, j_k = shape[:, -2], shape[:, -1]
+        abs_j, abs_k = abs_h + j_h, abs_h + j_h - j_k
     r_v = settings.extinction_r_v
     k_jhk = photometry.twomass_extinction(r_v)
-    distance, ebv_map = population.select_distances(abs_h, k_jhk["H"], glon, glat, dust, rng, r_v)
+    h_target = sky_model.draw_h(sky, n, sky_rng) if sky is not None else None
+    distance, ebv_map = population.select_distances(abs_h, k_jhk["H"], glon, glat, dust, rng, r_v, h_target)
     # the map is not the sky: true E(B-V) = map x lognormal(scatter) + offset (>= 0)
     err_rng = np.random.default_rng([seed, 5, chunk_index])
     sig = settings.ebv_map_scatter
@@ -169,9 +181,12 @@ def _chunk(n_rows: int, chunk_index: int, seed: int, fields: dict, dust: Combine
     jhk_true = {b: m + dist_mod + a_v * k_jhk[b] for b, m in zip("JHK", (abs_j, abs_h, abs_k))}
 
     # spectra -> XP coefficients -> synthetic G, BP, RP
-    bp_true, rp_true = spectra.xp_coefficients(stars["teff"], stars["logg"], stars["m_h"],
-                                               stars["radius"], distance, a_v, c_n=stars["c_n"],
-                                               alpha_m=stars["alpha_m"], r_v=r_v)
+    if sky is not None:
+        bp_true, rp_true = sky_model.xp_coefficients(stars, shape, distance, a_v, r_v)
+    else:
+        bp_true, rp_true = spectra.xp_coefficients(stars["teff"], stars["logg"], stars["m_h"],
+                                                   stars["radius"], distance, a_v, c_n=stars["c_n"],
+                                                   alpha_m=stars["alpha_m"], r_v=r_v)
     mags = synthetic_photometry(bp_true, rp_true)
     g_true, bp_rp_true = mags[:, 0], mags[:, 1] - mags[:, 2]
 
@@ -183,6 +198,18 @@ def _chunk(n_rows: int, chunk_index: int, seed: int, fields: dict, dust: Combine
     out["xp"] = xp_continuous_rows(out, bp_true, rp_true, rng, correlated=settings.xp_correlated_noise,
                                    relevancy=settings.xp_relevancy)
     return out
+
+
+def _sky_aspcap(settings: "MockSettings", rng: np.random.Generator) -> dict:
+    """The sky model's S/N of each star's H and ASPCAP errors at that S/N (``mock.model: sky``),
+    as ``apogee.apogee_rows`` takes them; ``{}`` (its own) for the physical mock."""
+    if settings.model != "sky":
+        return {}
+    from starfm.mock import sky_population
+    sky = sky_model.load_sky_model()
+    params = sky.part("errors_")
+    return {"snr_of_h": lambda h: sky_model.draw_snr(sky, h, rng),
+            "label_errors": lambda snr, teff, m_h: sky_population.label_errors(params, snr, teff, m_h, rng)}
 
 
 class _H5Appender:
@@ -224,7 +251,7 @@ class MockSettings:
     """config.yaml ``mock:`` (defaults = the schema's)."""
 
     SECTION = "mock"
-    n_stars: int = 20000            # allStar-like rows (733901 = the real DR17 size)
+    n_stars: int = 34000            # allStar-like rows (733901 = the real DR17 size)
     seed: int = 20260101            # seed of every random draw of the mock survey
     xp_format: str = "fits"         # format in which the mock archive serves XP tables
     extinction_r_v: float = 3.1     # R_V of the injected Fitzpatrick (1999) law (2-6)
@@ -233,7 +260,9 @@ class MockSettings:
     ebv_map_scatter: float = 0.15   # true E(B-V) = map x lognormal(this) + offset
     ebv_map_offset: float = 0.005   # [mag, SFD scale]
     xp_correlated_noise: bool = True  # XP noise with real DR3 coefficient correlations
-    xp_relevancy: str = "snr"       # n_relevant_bases: snr (per-coefficient |c|/err rule) | g (real median vs G)
+    xp_relevancy: str = "g"         # n_relevant_bases: g (real median vs G) | snr (|c|/err rule; for model physical)
+    model: str = "sky"              # sky: population, spectra, colours, label errors learned from the real
+    #                                 library (sky_model.py); physical: the parametric giants and model spectra
 
 
 @run_cli

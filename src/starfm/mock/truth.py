@@ -52,6 +52,9 @@ def write_truth(path: str | os.PathLike, truth: dict, common: dict, settings=Non
                                "(parallax_zero_point_residual: offset + per-plate scatter)",
         "xp_correlated_noise": bool(getattr(settings, "xp_correlated_noise", False)),
         "xp_relevancy": str(getattr(settings, "xp_relevancy", "snr")),
+        "model": str(getattr(settings, "model", "physical")),
+        "sky_model": "src/starfm/mock/sky_model.py, data/sky_model.npz (fitted on the library's fit half)"
+                     if getattr(settings, "model", "physical") == "sky" else "",
         "age_unit": "Gyr",
         "mass_age_relation": "ln(t/Gyr) = 2.386 - 3.476 ln M + 0.521 [M/H] + 0.443 [a/M] (RGB), "
                              "2.197 - 2.963 ln M + 0.483 [M/H] + 0.181 [a/M] (RC), + N(0, 0.05)",

@@ -63,10 +63,11 @@ XP_ERROR_LOG10 = {
             -5.26, -5.48, -5.42, -5.39, -5.55, -5.43, -5.47, -5.51, -5.55, -5.67, -5.73, -6.10, -6.40]),
 }
 XP_ERROR_SCATTER = 0.25            # log-normal scatter of a star's errors at fixed G (real: 0.22-0.4)
-# median n_relevant_bases vs G (same real sample)
-N_RELEVANT_G = np.array([9.5, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 16.5, 17.0, 17.5])
-N_RELEVANT_MEDIAN = {"bp": np.array([26, 13, 10, 9, 7, 6, 5, 4, 3, 3.0]),
-                     "rp": np.array([25, 8, 7, 6, 5, 4, 4, 3, 3, 3.0])}
+# median n_relevant_bases vs G (``mock.xp_relevancy: g``): the medians of the 2,000 real sources
+# of xp_spectral_lines chunk0 in G bins < 11, 11-12, ..., 16-17, 17-17.65, at each bin's median G
+N_RELEVANT_G = np.array([9.95, 11.49, 12.5, 13.54, 14.56, 15.58, 16.55, 17.32])
+N_RELEVANT_MEDIAN = {"bp": np.array([23.5, 17, 11, 9, 7, 6, 4, 3.0]),
+                     "rp": np.array([21.5, 7, 7, 6, 4, 4, 4, 3.0])}
 
 
 @functools.lru_cache(maxsize=1)
