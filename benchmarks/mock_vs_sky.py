@@ -109,9 +109,25 @@ def load_library(run: Path) -> dict:
     return _population(ds, alpha)
 
 
-def load_mock(run: Path) -> dict:
+def whole_survey_dataset(run: Path, out: Path) -> Path:
+    """The mock run's whole survey as a dataset: its source tables assembled with the library's
+    sample rule (every star with the labels ``library.require_labels``, the shipped cuts), not the
+    paper's (finite DistMass mass and age, which keeps only DistMass's trained space: logg 1.3-3.5,
+    Teff 3900-5300 K, [M/H] > -1), so mock and library giants are chosen alike."""
+    import yaml
+
+    from starfm.assemble import assemble
+    config = yaml.safe_load((HERE.parent / "config.yaml").read_text())
+    assemble(run / "catalogue" / "labels.h5", run / "gaia" / "gaia_source.h5",
+             run / "gaia" / "xp_continuous.h5", run / "gaia" / "parallax.h5",
+             run / "dust" / "extinction.h5", config["cuts"], config["split"]["test_fraction"],
+             config["split"]["seed"], out, require_labels=tuple(config["library"]["require_labels"]))
+    return out
+
+
+def load_mock(run: Path, dataset: Path | None = None) -> dict:
     from astropy.io import fits
-    ds = read_dataset(run / "dataset.h5")
+    ds = read_dataset(dataset or run / "dataset.h5")
     with fits.open(run / "mock" / "apogee" / "allStar-dr17-synspec_rev1.fits") as h:
         sid = np.asarray(h[1].data["GAIAEDR3_SOURCE_ID"], np.int64)
         a = np.asarray(h[1].data["ALPHA_M"], float)
@@ -185,6 +201,9 @@ def main(argv=None) -> int:
     ap.add_argument("--noise", choices=("donor", "gaussian"), default="donor",
                     help="forward-model noise: residual vectors of fit stars near in G, or "
                          "N(0, residual covariance)")
+    ap.add_argument("--mock-sample", choices=("survey", "dataset"), default="survey",
+                    help="mock stars compared: the whole survey with the library's sample rule "
+                         "(survey), or the run's dataset.h5 (DistMass's trained space only)")
     ap.add_argument("--mock-only", action="store_true",
                     help="measure the mock run only (no forward-model rows; tests/test_mock_vs_sky.py)")
     args = ap.parse_args(argv)
@@ -193,7 +212,13 @@ def main(argv=None) -> int:
     norm = json.loads(NORM.read_text())
     sigma = np.array([norm["input_std"][c] for c in COEFFS])
 
-    lib, mock = load_library(args.library_run), load_mock(args.mock_run)
+    lib = load_library(args.library_run)
+    if args.mock_sample == "survey":
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            mock = load_mock(args.mock_run, whole_survey_dataset(args.mock_run, Path(tmp) / "survey.h5"))
+    else:
+        mock = load_mock(args.mock_run)
     lib_check, mock_check = check_half(lib["source_id"]), check_half(mock["source_id"])
     lib_fit, lib_chk = _take(lib, ~lib_check), _take(lib, lib_check)
     mock_fit, mock_chk = _take(mock, ~mock_check), _take(mock, mock_check)
@@ -286,6 +311,7 @@ def main(argv=None) -> int:
                      "n_library_check": int(lib_check.sum()), "n_mock_fit": int((~mock_check).sum()),
                      "n_mock_check": int(mock_check.sum())},
            "inputs": {"library_run": str(args.library_run), "mock_run": str(args.mock_run),
+                      "mock_sample": args.mock_sample,
                       "sigma_pop": norm["source"]},
            "offsets_settings": {"edges": [e.tolist() for e in EDGES], "min_count": MIN_COUNT,
                                 "ebv_max": EBV_MAX, "target": OFFSET_TARGET,

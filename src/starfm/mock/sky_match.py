@@ -151,12 +151,13 @@ class ForwardModel:
     local_k: int = 0                    # >0: + mean polynomial residual of the local_k fit stars
     local_z: np.ndarray | None = None   # nearest in standardised labels (local_z, local_resid)
     local_resid: np.ndarray | None = None
+    ebv_terms: tuple = ((1, 1), (2, 0))  # (p, d): E(B-V)^p x every monomial of the labels up to degree d
 
     def features(self, labels, ebv) -> np.ndarray:
         z = (np.asarray(labels, float) - self.label_mean) / self.label_scale
         ebv = np.nan_to_num(np.asarray(ebv, float))[:, None]
-        lin = np.concatenate([np.ones((len(z), 1)), z], axis=1)
-        return np.concatenate([poly_features(z, self.degree), ebv * lin, ebv ** 2], axis=1)
+        return np.concatenate([poly_features(z, self.degree)]
+                              + [ebv ** p * poly_features(z, d) for p, d in self.ebv_terms], axis=1)
 
     def poly_mean(self, labels, ebv) -> np.ndarray:
         return self.features(labels, ebv) @ self.coef
@@ -217,8 +218,22 @@ class ForwardModel:
         return np.where(present, out, np.nan)
 
 
+def pairwise_covariance(resid: np.ndarray) -> np.ndarray:
+    """Covariance (m, m) of the columns of ``resid`` (n, m) over the rows where both are finite,
+    made positive semi-definite (negative eigenvalues set to 0)."""
+    pres = np.isfinite(resid)
+    r0 = np.where(pres, resid, 0.0)
+    npair = pres.T.astype(float) @ pres.astype(float)
+    mean = r0.sum(0) / np.maximum(pres.sum(0), 1)
+    rc = np.where(pres, resid - mean, 0.0)
+    cov = (rc.T @ rc) / np.maximum(npair - 1, 1)
+    w, v = np.linalg.eigh((cov + cov.T) / 2)
+    return (v * np.clip(w, 0, None)) @ v.T
+
+
 def fit_forward_model(labels, ebv, y, names, degree: int = 4, ridge: float = 1e-5,
-                      clip: float = 5.0, g=None, local_k: int = 0) -> ForwardModel:
+                      clip: float = 5.0, g=None, local_k: int = 0,
+                      ebv_terms: tuple = ((1, 1), (2, 0))) -> ForwardModel:
     """Fit :class:`ForwardModel` column by column (a loop over the m tokens, not the stars) on
     the rows where that column and every label are finite: ridge least squares (``ridge`` times
     the mean diagonal of the normal matrix, not on the constant), refitted once without the rows
@@ -227,6 +242,9 @@ def fit_forward_model(labels, ebv, y, names, degree: int = 4, ridge: float = 1e-
     The noise: the covariance of the clipped residuals over the pairs of stars where both
     columns are present, made positive semi-definite (negative eigenvalues set to 0); with
     ``g`` (the fit stars' G) the residual vectors are also kept as donors (sorted by G).
+
+    ``ebv_terms``: the E(B-V) dependence, (p, d) pairs: E(B-V)^p times the label monomials up to
+    degree d (default: linear in E(B-V) with a slope linear in the labels, plus E(B-V)^2).
 
     ``local_k`` > 0: a local correction, the mean residual of the ``local_k`` fit stars nearest in
     standardised labels (a k-nearest-neighbour smoother of what the polynomial misses; extinction
@@ -237,7 +255,7 @@ def fit_forward_model(labels, ebv, y, names, degree: int = 4, ridge: float = 1e-
     mu = np.nanmean(labels[ok_lab], 0)
     sc = np.nanstd(labels[ok_lab], 0)
     model = ForwardModel(list(names), mu, sc, degree, np.empty(0), np.empty(0), np.empty(0),
-                         np.empty(0))
+                         np.empty(0), ebv_terms=tuple(tuple(int(v) for v in t) for t in ebv_terms))
     X = model.features(np.where(ok_lab[:, None], labels, mu), ebv)
     p, m = X.shape[1], y.shape[1]
     coef = np.zeros((p, m))
@@ -264,13 +282,7 @@ def fit_forward_model(labels, ebv, y, names, degree: int = 4, ridge: float = 1e-
         model.local_resid = resid[ok_lab]
         resid[ok_lab] = resid[ok_lab] - model.local_correction(labels[ok_lab])
     pres = np.isfinite(resid)
-    r0 = np.where(pres, resid, 0.0)
-    npair = pres.T.astype(float) @ pres.astype(float)
-    mean = r0.sum(0) / np.maximum(pres.sum(0), 1)
-    rc = np.where(pres, resid - mean, 0.0)
-    cov = (rc.T @ rc) / np.maximum(npair - 1, 1)
-    w, v = np.linalg.eigh((cov + cov.T) / 2)
-    cov = (v * np.clip(w, 0, None)) @ v.T
+    cov = pairwise_covariance(resid)
     scatter = np.array([1.4826 * np.nanmedian(np.abs(resid[:, j] - np.nanmedian(resid[:, j])))
                         if pres[:, j].any() else np.nan for j in range(m)])
     model.coef, model.resid_cov, model.resid_scatter, model.n_fit = coef, cov, scatter, n_fit
