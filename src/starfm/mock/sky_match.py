@@ -16,9 +16,10 @@ Reusable pieces of ``benchmarks/mock_vs_sky.py`` (numbers there and in its JSON)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import combinations_with_replacement
 
 import numpy as np
+
+from starfm.mock.sky_model import design_matrix, poly_features  # noqa: F401  (poly_features: re-exported)
 
 # ---- the split ---------------------------------------------------------------------------------
 SPLIT_SEED = 18          # issue 18; changing it changes which stars are held out
@@ -124,15 +125,6 @@ def xgb_fit_predict(x_train, y_train, x_tests: list, seed: int, n_estimators: in
 
 
 # ---- the forward model -------------------------------------------------------------------------
-def poly_features(z: np.ndarray, degree: int) -> np.ndarray:
-    """All monomials of the columns of ``z`` (n, d) up to ``degree``, the constant first."""
-    cols = [np.ones(len(z))]
-    for deg in range(1, degree + 1):
-        for combo in combinations_with_replacement(range(z.shape[1]), deg):
-            cols.append(np.prod(z[:, list(combo)], axis=1))
-    return np.stack(cols, axis=1)
-
-
 @dataclass
 class ForwardModel:
     """token values (n, m) = features(labels, E(B-V)) @ coef + noise from the fit's residuals."""
@@ -155,9 +147,7 @@ class ForwardModel:
 
     def features(self, labels, ebv) -> np.ndarray:
         z = (np.asarray(labels, float) - self.label_mean) / self.label_scale
-        ebv = np.nan_to_num(np.asarray(ebv, float))[:, None]
-        return np.concatenate([poly_features(z, self.degree)]
-                              + [ebv ** p * poly_features(z, d) for p, d in self.ebv_terms], axis=1)
+        return design_matrix(z, ebv, self.degree, self.ebv_terms)
 
     def poly_mean(self, labels, ebv) -> np.ndarray:
         return self.features(labels, ebv) @ self.coef

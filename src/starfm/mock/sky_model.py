@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from itertools import combinations_with_replacement
 from pathlib import Path
 
 import numpy as np
 
-from starfm.mock.sky_match import ForwardModel
 
 SKY_MODEL_FILE = Path(__file__).resolve().parent / "data" / "sky_model.npz"
 N_XP = 55
@@ -53,22 +53,52 @@ EBV_INTRINSIC = 0.1         # the intrinsic scatter is measured on the fit stars
 TWOMASS_COLOUR_VARIANCE = 2 * 0.022 ** 2   # J-H, J-K measurement variance of bright 2MASS giants (0.022 mag a band)
 
 
+def poly_features(z: np.ndarray, degree: int) -> np.ndarray:
+    """All monomials of the columns of ``z`` (n, d) up to ``degree``, the constant first."""
+    cols = [np.ones(len(z))]
+    for deg in range(1, degree + 1):
+        for combo in combinations_with_replacement(range(z.shape[1]), deg):
+            cols.append(np.prod(z[:, list(combo)], axis=1))
+    return np.stack(cols, axis=1)
+
+
+def design_matrix(z: np.ndarray, ebv, degree: int, ebv_terms) -> np.ndarray:
+    """The forward models' features: the monomials of the standardised labels ``z`` up to
+    ``degree``, then for each (p, d) of ``ebv_terms`` E(B-V)^p times the monomials up to d
+    (absent E(B-V) counts as 0). :class:`starfm.mock.sky_match.ForwardModel` fits on it."""
+    ebv = np.nan_to_num(np.asarray(ebv, float))[:, None]
+    return np.concatenate([poly_features(z, degree)]
+                          + [ebv ** p * poly_features(z, d) for p, d in ebv_terms], axis=1)
+
+
 @dataclass(frozen=True)
 class SkyModel:
-    """The stored fit (see the module docstring); ``arrays`` holds the population, evolution and
-    label-error parameters under their ``population_``, ``evolution_`` and ``errors_`` keys."""
+    """The stored fit (see the module docstring; :mod:`starfm.mock.sky_fit` makes it):
+    ``arrays`` holds the population, evolution, label-error and selection parameters under their
+    ``population_``, ``evolution_``, ``errors_`` and ``selection_`` keys."""
 
-    forward: ForwardModel           # mean of SPECTRAL_COLUMNS at (labels, E(B-V))
+    coef: np.ndarray                # (p, 112) the forward model of SPECTRAL_COLUMNS
+    label_mean: np.ndarray          # (4,) standardisation of the labels
+    label_scale: np.ndarray
+    degree: int
+    ebv_terms: tuple
     label_low: np.ndarray           # (4,) clip range of the labels for the mean
     label_high: np.ndarray
-    noise_root: np.ndarray          # (m, m): intrinsic noise = standard normal @ noise_root.T
-    arrays: dict                    # population_*, evolution_*, errors_*, selection_* parameters
+    intrinsic_cov: np.ndarray       # (112, 112)
+    noise_root: np.ndarray          # (112, 112): intrinsic noise = standard normal @ noise_root.T
+    arrays: dict
     meta: dict                      # provenance: library, split, numbers measured at fit time
+
+    def mean_at(self, labels, ebv) -> np.ndarray:
+        """The forward model's G-normalised coefficients and colours (n, 112) at ``labels``
+        (n, 4, clipped to the fit's range) and the library's E(B-V) ``ebv``."""
+        lab = np.clip(np.asarray(labels, float), self.label_low, self.label_high)
+        z = (lab - self.label_mean) / self.label_scale
+        return design_matrix(z, ebv, self.degree, self.ebv_terms) @ self.coef
 
     def mean(self, labels) -> np.ndarray:
         """Extinction-free G-normalised coefficients and colours (n, 112) at ``labels`` (n, 4)."""
-        lab = np.clip(np.asarray(labels, float), self.label_low, self.label_high)
-        return self.forward.poly_mean(lab, np.zeros(len(lab)))
+        return self.mean_at(labels, np.zeros(len(labels)))
 
     def draw(self, labels, rng: np.random.Generator) -> np.ndarray:
         """:meth:`mean` plus intrinsic correlated noise."""
@@ -84,131 +114,13 @@ class SkyModel:
 def load_sky_model(path: str | Path = SKY_MODEL_FILE) -> SkyModel:
     import json
     d = np.load(path, allow_pickle=False)
-    forward = ForwardModel(list(d["names"]), d["label_mean"], d["label_scale"], int(d["degree"]),
-                           d["coef"], d["intrinsic_cov"], d["resid_scatter"], d["n_fit"],
-                           ebv_terms=tuple(tuple(int(v) for v in t) for t in d["ebv_terms"]))
     w, v = np.linalg.eigh(d["intrinsic_cov"])
     root = v * np.sqrt(np.clip(w, 0, None))
-    arrays = {k: d[k] for k in d.files if k.split("_", 1)[0] in ("population", "evolution", "errors", "selection")}
-    return SkyModel(forward, d["label_low"], d["label_high"], root, arrays, json.loads(str(d["meta"])))
-
-
-def fit_spectra(labels, ebv, y, y_err2, degree: int = DEGREE) -> dict:
-    """Fit the spectral part on the fit half: ``labels`` (n, 4), ``ebv`` (n,) (finite), ``y``
-    (n, 112) G-normalised coefficients and colours, ``y_err2`` (n, 112) their measurement
-    variances. Returns the npz arrays: the forward model (all stars), the label clip range and
-    the intrinsic covariance: the covariance of the residuals (winsorised at 3 robust sigma) of
-    the stars with E(B-V) < :data:`EBV_INTRINSIC` less their mean measurement variance (diagonal; never more than 90 % of
-    a column's variance: the errors are estimates), made positive semi-definite.
-
-    Why low extinction only: the residuals grow with E(B-V) (the E(B-V) from A_K carries an
-    error, and the law varies between sightlines), so over all stars they are 2-3 times those of
-    low-extinction stars in bp0, rp0-rp3 and the colours; the mock applies its own extinction,
-    with its own dust-map errors, on top of the intrinsic spectra."""
-    from starfm.mock.sky_match import fit_forward_model, pairwise_covariance
-    labels, ebv = np.asarray(labels, float), np.asarray(ebv, float)
-    model = fit_forward_model(labels, ebv, y, SPECTRAL_COLUMNS, degree=degree, ridge=RIDGE,
-                              ebv_terms=EBV_TERMS)
-    low = ebv < EBV_INTRINSIC
-    resid = model.resid_by_z[low]               # the fit rows in order (every label finite here)
-    # winsorised at 3 robust sigma: the residuals have tails (binaries, bad photometry) that would
-    # double a Gaussian's width (rp0: std 2.8e-3, 1.4826 MAD 1.3e-3)
-    with np.errstate(invalid="ignore"):
-        centre = np.nanmedian(resid, axis=0)
-        width = 3 * 1.4826 * np.nanmedian(np.abs(resid - centre), axis=0)
-        resid = np.clip(resid, centre - width, centre + width)
-    cov = pairwise_covariance(resid)
-    var = np.diag(cov).copy()
-    noise = np.nanmean(np.where(np.isfinite(resid), np.asarray(y_err2)[low], np.nan), axis=0)
-    cov[np.diag_indices_from(cov)] = np.maximum(var - noise, 0.1 * var)
-    w, v = np.linalg.eigh((cov + cov.T) / 2)
-    cov = (v * np.clip(w, 0, None)) @ v.T
-    lo, hi = np.nanpercentile(labels, LABEL_RANGE_PERCENT, axis=0)
-    return {"names": np.array(SPECTRAL_COLUMNS), "label_mean": model.label_mean,
-            "label_scale": model.label_scale, "degree": np.array(degree), "coef": model.coef,
-            "intrinsic_cov": cov, "residual_var": var, "measurement_var": noise,
-            "resid_scatter": model.resid_scatter, "n_fit": model.n_fit, "label_low": lo, "label_high": hi,
-            "n_intrinsic": np.array(int(low.sum())), "ebv_terms": np.array(EBV_TERMS)}
-
-
-def load_library_run(results: str | Path) -> dict:
-    """Every library giant of a library run: source_id, labels, E(B-V), G, G-normalised
-    coefficients and colours with their measurement variances, S/N and label errors."""
-    from starfm import tokens
-    from starfm.tables import match_rows, read_table
-
-    results = Path(results)
-
-    xp = read_table(results / "gaia" / "xp_continuous.h5",
-                    ["source_id", "bp_coefficients", "rp_coefficients", "bp_coefficient_errors",
-                     "rp_coefficient_errors"])
-    sid = np.asarray(xp["source_id"], np.int64)
-
-    def column(path, name):
-        t = read_table(path, ["source_id", name])
-        row = match_rows(np.asarray(t["source_id"], np.int64), sid)
-        return np.where(row >= 0, np.asarray(t[name], float)[row], np.nan)
-
-    labels_path = results / "catalogue" / "labels.h5"
-    lab = {n: column(labels_path, n) for n in ("teff", "logg", "m_h", "alpha_m", "j", "h", "k", "snr",
-                                               "teff_err", "logg_err", "m_h_err", "alpha_m_err")}
-    g = column(results / "gaia" / "gaia_source.h5", "phot_g_mean_mag")
-    ebv = np.exp(column(results / "dust" / "extinction.h5", "ln_ebv_median"))
-    f_g = tokens.g_flux(g)[:, None]
-    y = np.concatenate([np.asarray(xp["bp_coefficients"], float) / f_g,
-                        np.asarray(xp["rp_coefficients"], float) / f_g,
-                        (lab["j"] - lab["h"])[:, None], (lab["j"] - lab["k"])[:, None]], axis=1)
-    e2 = np.concatenate([(np.asarray(xp["bp_coefficient_errors"], float) / f_g) ** 2,
-                         (np.asarray(xp["rp_coefficient_errors"], float) / f_g) ** 2,
-                         np.full((len(sid), 2), TWOMASS_COLOUR_VARIANCE)], axis=1)
-    return {"source_id": sid, "labels": np.stack([lab[k] for k in LABEL_COLUMNS], 1),
-            "ebv": ebv, "g": g, "y": y, "y_err2": e2, "snr": lab["snr"], "h": lab["h"],
-            "errors": {k: lab[f"{k}_err"] for k in LABEL_COLUMNS}}
-
-
-def fit_sky_model(lib: dict, realdata) -> tuple[dict, dict]:
-    """The npz arrays and the fit's provenance from a loaded library (:func:`load_library_run`), ``realdata`` the folder of ../shared/realdata;
-    rows of the check half are never read (tests/test_sky_model.py checks it)."""
-    from starfm.mock import sky_population
-    from starfm.mock.sky_match import SPLIT_SEED, check_half
-
-    fit = ~check_half(lib["source_id"])
-    ok_lab = np.isfinite(lib["labels"]).all(1)
-    spec_rows = fit & ok_lab & np.isfinite(lib["ebv"]) & np.isfinite(lib["g"])
-    arrays = fit_spectra(lib["labels"][spec_rows], lib["ebv"][spec_rows], lib["y"][spec_rows],
-                         lib["y_err2"][spec_rows])
-    rng = np.random.default_rng(FIT_SEED)
-    pop_rows = fit & ok_lab
-    gmm = sky_population.fit_gmm(lib["labels"][pop_rows], sky_population.GMM_COMPONENTS, rng)
-    gmm["low"], gmm["high"] = lib["labels"][pop_rows].min(0), lib["labels"][pop_rows].max(0)
-    arrays.update({f"population_{k}": v for k, v in gmm.items()})
-    evolution = sky_population.fit_evolution(realdata)
-    arrays.update({f"evolution_{k}": np.asarray(v) for k, v in evolution.items()})
-    err_rows = pop_rows & np.isfinite(lib["snr"])
-    errors = sky_population.fit_label_errors(lib["snr"][err_rows], lib["labels"][err_rows, 0],
-                                             lib["labels"][err_rows, 2],
-                                             {k: v[err_rows] for k, v in lib["errors"].items()})
-    arrays.update({f"errors_{k}": np.asarray(v) for k, v in errors.items()})
-    arrays.update({f"selection_{k}": v for k, v in fit_selection(lib["h"][pop_rows], lib["snr"][pop_rows]).items()})
-    meta = {"split": f"fit half: starfm.mock.sky_match.check_half(source_id, seed={SPLIT_SEED}) False",
-            "n_fit_spectra": int(spec_rows.sum()), "n_fit_population": int(pop_rows.sum()),
-            "n_check_half_not_used": int((~fit).sum()),
-            "gmm_components": sky_population.GMM_COMPONENTS, "seed": FIT_SEED}
-    return arrays, meta
-
-
-def fit_selection(h, snr) -> dict:
-    """The library's apparent H (its quantiles: the mock places its stars at H drawn from them)
-    and its S/N at given H: log10 S/N = a + b (H - 10) + N(0, s) (least squares), kept within the
-    library's 0.5-99.5 % S/N range."""
-    h, snr = np.asarray(h, float), np.asarray(snr, float)
-    ok = np.isfinite(h) & np.isfinite(snr) & (snr > 0)
-    x = np.stack([np.ones(ok.sum()), h[ok] - 10.0], 1)
-    coef = np.linalg.lstsq(x, np.log10(snr[ok]), rcond=None)[0]
-    resid = np.log10(snr[ok]) - x @ coef
-    return {"h_quantiles": np.nanpercentile(h[np.isfinite(h)], np.linspace(0, 100, 201)),
-            "snr_relation": np.array([coef[0], coef[1], resid.std()]),
-            "snr_range": np.percentile(snr[ok], [0.5, 99.5])}
+    arrays = {k: d[k] for k in d.files
+              if k.split("_", 1)[0] in ("population", "evolution", "errors", "selection")}
+    return SkyModel(d["coef"], d["label_mean"], d["label_scale"], int(d["degree"]),
+                    tuple(tuple(int(v) for v in t) for t in d["ebv_terms"]), d["label_low"],
+                    d["label_high"], d["intrinsic_cov"], root, arrays, json.loads(str(d["meta"])))
 
 
 def draw_h(model: SkyModel, n: int, rng: np.random.Generator) -> np.ndarray:

