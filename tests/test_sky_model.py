@@ -101,9 +101,9 @@ def test_fit_never_reads_the_check_half(library_run, realdata_dir):
     check = check_half(lib["source_id"])
     rng = np.random.default_rng(0)
     scrambled = {k: v for k, v in lib.items()}
-    for key in ("labels", "ebv", "g", "y", "y_err2", "snr"):
+    for key in ("labels", "ebv", "g", "y", "y_err2", "snr", "h"):
         v = lib[key].copy()
-        v[check] = rng.permutation(v[~check])[: check.sum()] * 1.1
+        v[check] = rng.permutation(v)[: check.sum()] * 1.1
         scrambled[key] = v
     scrambled["errors"] = {k: np.where(check, 99.0, v) for k, v in lib["errors"].items()}
     again, meta2 = sky_fit.fit_sky_model(scrambled, realdata_dir)
