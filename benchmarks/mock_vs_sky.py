@@ -83,6 +83,7 @@ MIN_COUNT = 20
 EBV_MAX = 0.05 / LibrarySettings().ak_per_ebv          # A_K < 0.05
 OFFSET_TARGET = 0.3
 INFO_TOLERANCE = 0.15
+EBV_BINS = ((0.0, 0.1), (0.1, 0.3), (0.3, 0.6), (0.6, 10.0))   # (3) also reported in these E(B-V) bins
 TRANSFER_TARGETS = {"teff": (80.0, 30.0), "logg": (0.25, 0.08), "m_h": (0.12, 0.04)}
 
 
@@ -167,7 +168,7 @@ def info_and_transfer(train: dict, test_self: dict, test_real: dict | None, seed
                       threads: int, mock_range: dict | None = None) -> dict:
     """(2) train on ``train`` -> score on ``test_self``; (3) the same boosters on ``test_real``."""
     out = {"n_train": int(len(train["labels"])), "self": {}, "transfer": {},
-           "transfer_in_mock_range": {}}
+           "transfer_in_mock_range": {}, "transfer_by_ebv": {}}
     for k, name in enumerate(LABELS):
         tests = [test_self["standard"]] + ([test_real["standard"]] if test_real else [])
         preds = xgb_fit_predict(train["standard"], train["labels"][:, k], tests, seed + k,
@@ -175,6 +176,11 @@ def info_and_transfer(train: dict, test_self: dict, test_real: dict | None, seed
         out["self"][name] = residual_metrics(preds[0], test_self["labels"][:, k])
         if test_real is not None:
             out["transfer"][name] = residual_metrics(preds[1], test_real["labels"][:, k])
+            # the same by the real stars' E(B-V) (how the transfer depends on the reddening)
+            out["transfer_by_ebv"][name] = {
+                f"{lo}-{hi}": residual_metrics(np.where((test_real["ebv"] >= lo) & (test_real["ebv"] < hi),
+                                                        preds[1], np.nan), test_real["labels"][:, k])
+                for lo, hi in EBV_BINS}
             if mock_range is not None:
                 inside = np.ones(len(test_real["labels"]), bool)
                 for i, (lo, hi) in enumerate(mock_range.values()):

@@ -203,7 +203,7 @@ INFO_BOUNDS = {"teff": 1.2, "logg": 1.2, "m_h": 1.4, "alpha_m": 1.35}
 # (3) Teff 148 K / -9.6 K, logg 0.415 / -0.123, [M/H] 0.365 / -0.234: the bias target for Teff
 # (30 K) is met; the scatters are not (80 K, 0.25, 0.12): the injected F99 extinction does not
 # redden XP coefficients as real dust does (at E(B-V) < 0.1 the transfer is 81 K / +23 K; a
-# diagnostic mock reddened with the library's own learned reddening reaches 85-111 K in every
+# diagnostic mock reddened with the library's own learned reddening reaches 86-111 K in every
 # E(B-V) bin: docs/mock_vs_sky.md), asserted as the frontier with margin
 TRANSFER_BOUNDS = {"teff": (175.0, 30.0), "logg": (0.5, 0.2), "m_h": (0.45, 0.3)}
 @pytest.fixture(scope="module")
@@ -239,7 +239,8 @@ def test_mock_spectra_match_the_held_out_giants_at_matched_labels(mock_vs_sky):
 @pytest.mark.slow
 def test_mock_carries_the_skys_information(mock_vs_sky):
     """(2) XGBoost on the mock's standard inputs (fit half -> check half) against XGBoost on the
-    library's: the issue's 15 % where it holds with margin, the measured frontier elsewhere."""
+    library's: the issue's 15 % is met for Teff and logg (1.10, 1.12) and asserted at 20 % (its
+    margin is small), [M/H] and [alpha/M] at their measured frontier with margin (INFO_BOUNDS)."""
     ratio = mock_vs_sky["xgboost"]["current_mock"]["info_ratio"]
     for label, bound in INFO_BOUNDS.items():
         assert 1 / bound <= ratio[label] <= bound, (label, ratio)

@@ -48,10 +48,8 @@ def test_unit_factor_gives_the_coefficients_back_and_dust_dims_the_flux(model):
     same = sky_model.apply_flux_factor(bp, rp, np.ones((3, len(lam))))
     assert np.allclose(same[0], bp, rtol=1e-10, atol=0) and np.allclose(same[1], rp, rtol=1e-10, atol=0)
     # A_V = 1 of F99 (R_V 3.1): the calibrated flux of the result over the original is the
-    # law's 10^(-0.4 A(lambda)) to the projection's accuracy (the regularised projector of
-    # starfm.mock.spectra on a smooth change). Measured: 2.5-3.7 % rms over 400-950 nm on these
-    # three stars (the physical mock projects its whole reddened spectrum with the same
-    # projector: ~3 % rms); 5 % bounds it with margin.
+    # law's 10^(-0.4 A(lambda)) to the projection's accuracy (sky_model.apply_flux_factor).
+    # Measured: 0.8-1.1 % rms over 400-950 nm on these three stars; 2 % bounds it with margin.
     stars = {"teff": np.full(3, 4700.0), "logg": np.full(3, 2.4), "m_h": np.full(3, -0.1)}
     factor = sky_model.flux_factor(stars["teff"], stars["logg"], stars["m_h"], np.full(3, -0.3),
                                    np.full(3, -0.3), np.ones(3), 3.1)
@@ -60,7 +58,7 @@ def test_unit_factor_gives_the_coefficients_back_and_dust_dims_the_flux(model):
     want = 10 ** (-0.4 * spectra.extinction_curve(lam, 3.1))
     band = (lam > 400) & (lam < 950)
     rel = ratio[:, band] / want[band] - 1
-    assert np.sqrt(np.mean(rel ** 2, axis=1)).max() < 0.05
+    assert np.sqrt(np.mean(rel ** 2, axis=1)).max() < 0.02
 
 
 def test_c_n_changes_only_the_cn_and_ch_bands():
@@ -87,17 +85,26 @@ def test_drawn_stars_are_library_like_giants(model):
     assert np.corrcoef(np.log(stars["mass"]), np.log(stars["age_gyr"]))[0, 1] < -0.6
 
 
-@pytest.mark.slow
-def test_fit_never_reads_the_check_half(library_run, realdata_dir):
-    """Refit from the library run with every check-half row scrambled: every stored array is
-    identical, so the check half held out by benchmarks/mock_vs_sky.py is truly unseen."""
-    from starfm.mock.sky_match import check_half
-
+@pytest.fixture(scope="module")
+def refit(library_run, realdata_dir):
+    """The sky model fitted afresh on the library run (``sky_fit``, as build_sky_model.py does)."""
     from starfm.mock import sky_fit
 
-    workdir, config = library_run
+    _, config = library_run
     lib = sky_fit.load_library_run(config["results"])
     arrays, meta = sky_fit.fit_sky_model(lib, realdata_dir)
+    return lib, arrays, meta
+
+
+@pytest.mark.slow
+def test_fit_never_reads_the_check_half(refit, realdata_dir):
+    """Refit from the library run with every check-half row scrambled: every stored array is
+    identical, so the check half held out by benchmarks/mock_vs_sky.py is truly unseen by the
+    fit (its hyper-parameters are another matter: docs/mock_vs_sky.md)."""
+    from starfm.mock import sky_fit
+    from starfm.mock.sky_match import check_half
+
+    lib, arrays, meta = refit
     check = check_half(lib["source_id"])
     rng = np.random.default_rng(0)
     scrambled = {k: v for k, v in lib.items()}
@@ -110,3 +117,40 @@ def test_fit_never_reads_the_check_half(library_run, realdata_dir):
     assert meta == meta2 and json.dumps(meta)
     for k in arrays:
         assert np.array_equal(arrays[k], again[k]), k
+
+
+@pytest.mark.slow
+def test_the_shipped_sky_model_is_what_the_library_run_gives(refit, model):
+    """data/sky_model.npz is the fit of this code on the library: refitted on the library run,
+    the mean spectra at 500 of the fit stars' labels agree with the stored model's to 5 % of the
+    intrinsic scatter in every column (bit-identical on our machine, where the committed file
+    was built; the library's inversion is not bit-reproducible across BLAS builds, docs/library.md),
+    and the mixture, evolution and error parameters agree to 1e-6."""
+    from starfm.mock.sky_model import SkyModel
+
+    lib, arrays, _ = refit
+    d = arrays
+    fresh = SkyModel(d["coef"], d["label_mean"], d["label_scale"], int(d["degree"]),
+                     tuple(tuple(int(v) for v in t) for t in d["ebv_terms"]), d["label_low"],
+                     d["label_high"], d["intrinsic_cov"], model.noise_root, {}, {})
+    labels = lib["labels"][np.isfinite(lib["labels"]).all(1)][::20][:500]
+    sd = np.sqrt(np.diag(model.intrinsic_cov))
+    diff = np.abs(fresh.mean(labels) - model.mean(labels)) / sd
+    assert diff.max() < 0.05, (sky_model.SPECTRAL_COLUMNS[int(np.argmax(diff.max(0)))], diff.max())
+    for key, value in model.arrays.items():
+        np.testing.assert_allclose(d[key], value, rtol=1e-6, atol=1e-9, err_msg=key)
+
+
+def test_bad_model_setting_and_unreadable_sky_model_are_one_line_errors(tmp_path):
+    from starfm.errors import StarfmInputError
+    from starfm.mock.survey import MockSettings, make_mock_survey
+
+    with pytest.raises(StarfmInputError, match="mock.model: 'Sky'"):
+        make_mock_survey(tmp_path / "m", n_stars=60, settings=MockSettings(model="Sky"))
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").rglob("*.h5"))
+    bad = tmp_path / "sky_model.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(StarfmInputError, match="cannot read the mock's sky model"):
+        sky_model.load_sky_model(bad)
+    with pytest.raises(StarfmInputError, match="cannot read"):
+        sky_model.load_sky_model(tmp_path / "absent.npz")

@@ -118,6 +118,25 @@ def isochrone_age(mass, m_h, alpha_m=0.0, red_clump=False):
     return np.clip(np.where(red_clump, out["rc"], out["rgb"]), 0.2, 13.8)
 
 
+def first_dredge_up_c_n(mass, m_h, is_red_clump, rng: np.random.Generator) -> np.ndarray:
+    """[C/N] of giants after the first dredge-up: :data:`CN_RELATION` of their state (RGB rows
+    drawn first, then RC) plus its scatter, clipped to -1.2..0.4."""
+    mass, m_h = np.asarray(mass, float), np.asarray(m_h, float)
+    is_red_clump = np.asarray(is_red_clump, bool)
+    c_n = np.empty(len(mass))
+    for state, sel in (("rgb", ~is_red_clump), ("rc", is_red_clump)):
+        c, a, b, s = CN_RELATION[state]
+        c_n[sel] = c + a * (mass[sel] - 1.25) + b * m_h[sel] + rng.normal(0, s, sel.sum())
+    return np.clip(c_n, -1.2, 0.4)
+
+
+def luminosity_radius(mass, teff, logg):
+    """(L, R) in solar units of stars of mass [Msun], Teff [K], logg: L = M Teff^4 / g, R =
+    sqrt(L) / Teff^2."""
+    luminosity = mass * (teff / T_SUN) ** 4 / 10 ** (logg - LOGG_SUN)
+    return luminosity, np.sqrt(luminosity) / (teff / T_SUN) ** 2
+
+
 def draw_stars(n: int, field_kind: np.ndarray, rng: np.random.Generator) -> dict:
     """True mass, age, [M/H], [alpha/M], [C/N], Teff, logg, L, R and evolutionary state of ``n``
     giants (population calibrated on APOKASC-3 and Miglio et al. 2021; module docstring)."""
@@ -151,12 +170,7 @@ def draw_stars(n: int, field_kind: np.ndarray, rng: np.random.Generator) -> dict
     alpha_m = np.clip(alpha_m, -0.15, 0.45)
     age = np.clip(isochrone_age(mass, m_h, alpha_m, is_rc) * np.exp(rng.normal(0, AGE_LN_SCATTER, n)), 0.2, 13.8)
     # [C/N]: first dredge-up (falls with mass), per state
-    c_n = np.empty(n)
-    for st in ("rgb", "rc"):
-        c, a, b, s = CN_RELATION[st]
-        sel = state == st
-        c_n[sel] = c + a * (mass[sel] - 1.25) + b * m_h[sel] + rng.normal(0, s, sel.sum())
-    c_n = np.clip(c_n, -1.2, 0.4)
+    c_n = first_dredge_up_c_n(mass, m_h, is_rc, rng)
     # logg: RGB from a luminosity-function-like p ~ exp((logg - 3.4)/0.7) on [1.0, 3.4]; RC 2.44
     u = rng.random(n)
     lo = np.exp((1.0 - 3.4) / 0.7)
@@ -172,8 +186,7 @@ def draw_stars(n: int, field_kind: np.ndarray, rng: np.random.Generator) -> dict
                      + rng.normal(0, s, sel.sum()))
     # metal-poor giants are hotter; the linear fit is calibrated on [Fe/H] > -0.45: cap the term
     teff = np.clip(teff, 3500, 5600)
-    luminosity = mass * (teff / T_SUN) ** 4 / 10 ** (logg - LOGG_SUN)
-    radius = np.sqrt(luminosity) / (teff / T_SUN) ** 2
+    luminosity, radius = luminosity_radius(mass, teff, logg)
     return {"mass": mass, "age_gyr": age, "m_h": m_h, "alpha_m": alpha_m, "c_n": c_n, "teff": teff,
             "logg": logg, "luminosity": luminosity, "radius": radius, "is_red_clump": is_rc}
 

@@ -21,7 +21,6 @@ tool calls the ``fit_*`` functions once, offline); the draw functions take those
 """
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -175,13 +174,10 @@ def _mass_features(teff, logg, m_h, alpha_m) -> np.ndarray:
     Cubic, because on APOKASC-3 the 5-fold cross-validated robust residual in ln M falls from
     0.069 (RGB) / 0.073 (RC) with a quadratic to 0.064 / 0.067 with a cubic, and a quartic gains
     nothing more (0.065 / 0.066)."""
+    from starfm.mock.sky_model import poly_features
     t, g, z = _scaled(teff, logg, m_h)
-    base = (t, g, z)
-    cols = [np.ones_like(t), np.asarray(alpha_m, float)]
-    for degree in (1, 2, 3):
-        for combo in itertools.combinations_with_replacement(range(3), degree):
-            cols.append(np.prod([base[i] for i in combo], axis=0))
-    return np.column_stack(cols)
+    monomials = poly_features(np.column_stack([t, g, z]), 3)       # 1, t, g, z, t^2, ...
+    return np.column_stack([monomials[:, 0], np.asarray(alpha_m, float), monomials[:, 1:]])
 
 
 def fit_logistic(features: np.ndarray, y: np.ndarray, n_iter: int = 50, ridge: float = 1e-6) -> np.ndarray:
@@ -331,11 +327,8 @@ def attach_evolution(teff, logg, m_h, alpha_m, params: dict, rng: np.random.Gene
     mass = draw_mass(params, teff, logg, m_h, alpha_m, is_rc, rng)
     age = np.clip(population.isochrone_age(mass, m_h, alpha_m, is_rc)
                   * np.exp(rng.normal(0.0, population.AGE_LN_SCATTER, n)), 0.2, 13.8)
-    c_n = np.empty(n)
-    for state, sel in (("rgb", ~is_rc), ("rc", is_rc)):
-        c, a, b, s = population.CN_RELATION[state]
-        c_n[sel] = c + a * (mass[sel] - 1.25) + b * m_h[sel] + rng.normal(0.0, s, sel.sum())
-    return {"mass": mass, "age_gyr": age, "c_n": np.clip(c_n, -1.2, 0.4), "is_red_clump": is_rc}
+    c_n = population.first_dredge_up_c_n(mass, m_h, is_rc, rng)
+    return {"mass": mass, "age_gyr": age, "c_n": c_n, "is_red_clump": is_rc}
 
 
 # ----------------------------------------------------------------------------- ASPCAP label errors

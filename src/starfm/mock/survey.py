@@ -70,6 +70,13 @@ def make_mock_survey(out_dir: str | os.PathLike, n_stars: int = 34000, seed: int
     if not 2.0 <= settings.extinction_r_v <= 6.0:
         raise StarfmInputError(f"mock.extinction_r_v: Fitzpatrick (1999) is defined for R_V in 2-6 "
                                f"(got {settings.extinction_r_v})")
+    if settings.model not in ("sky", "physical"):
+        raise StarfmInputError(f"mock.model: '{settings.model}' is not one of ['sky', 'physical']")
+    if settings.model == "sky":
+        sky_model.load_sky_model()            # a missing or corrupt sky_model.npz fails here, first
+        if settings.xp_relevancy == "snr":
+            log.warning("mock.model sky with xp_relevancy snr: the S/N rule is calibrated on the "
+                        "physical model and calls 40-54 bases relevant on the sky model's spectra")
     out = Path(out_dir)
     paths = {"allstar": out / "apogee" / ALLSTAR_NAME, "distmass": out / "apogee" / DISTMASS_NAME,
              "manifest": out / "gaia_archive" / MANIFEST_FILE,

